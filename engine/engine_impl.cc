@@ -1,0 +1,1515 @@
+// The engine: queues and messages in RocksDB (layout in storage_format.md), with each queue's
+// lease index held in memory and rebuilt at open (layout "B" of DESIGN-NOTES.md §3).
+//
+// Concurrency: one mutex, mu_, guards every queue's in-memory state. It is held only for
+// in-memory decisions and for handing the resulting writes to the commit pipeline, never
+// across a write, an fsync or a payload read (the one exception, dead-lettering, reads one
+// payload under it; see engine/README.md). Because writes are submitted under mu_, the log
+// order is the decision order. Replies go out from the pipeline's callbacks, after the write is
+// durable. A message whose enqueue is not yet durable is "pending": counted, but neither
+// leased nor peeked until its write completes.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "engine/strings.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/check.h"
+#include "engine/coding.h"
+#include "engine/commit_pipeline.h"
+#include "engine/engine.h"
+#include "engine/receipt.h"
+#include "engine/storage.pb.h"
+#include "engine/validate.h"
+#include "rocksdb/db.h"
+#include "rocksdb/merge_operator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/utilities/table_properties_collectors.h"
+
+namespace spool::engine {
+
+// Lease and Peek responses stop adding messages past this many payload bytes (always at least
+// one message), so they fit gRPC clients' default 4 MiB receive limit with room for envelopes.
+inline constexpr uint64_t kMaxResponseBytes = 3'500'000;
+// Sequence numbers are reserved in blocks, persisted in the batch that first uses a block.
+inline constexpr uint64_t kSeqBlock = 1 << 20;
+// Most index entries one Lease looks at (skipping pending ones) before giving up.
+inline constexpr size_t kMaxLeaseScan = 100'000;
+
+namespace {
+
+// Adds little-endian int64 operands: the counters in the default column family.
+class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
+             std::string* new_value, rocksdb::Logger*) const override {
+    int64_t sum = DecodeInt64(value.ToStringView()).value_or(0);
+    if (existing) sum += DecodeInt64(existing->ToStringView()).value_or(0);
+    *new_value = EncodeInt64(sum);
+    return true;
+  }
+  const char* Name() const override { return "spool.Int64Add"; }
+};
+
+struct MsgState {
+  int64_t visible_at = 0;  // wall ms: lease deadline, or when it becomes/became ready
+  int64_t enqueue_time = 0;
+  uint32_t delivery_count = 0;
+  uint32_t size = 0;       // payload plus attribute bytes
+  uint32_t lease_gen = 0;
+  bool leased = false;     // the receipt of lease_gen is live
+  bool pending = false;    // enqueue not yet durable
+};
+
+using IndexKey = std::pair<int64_t, uint64_t>;  // (visible_at, seq)
+
+storage::StateRecord ToRecord(const MsgState& m) {
+  storage::StateRecord r;
+  r.set_visible_at_ms(m.visible_at);
+  r.set_enqueue_time_ms(m.enqueue_time);
+  r.set_delivery_count(m.delivery_count);
+  r.set_lease_gen(m.lease_gen);
+  r.set_leased(m.leased);
+  r.set_size(m.size);
+  return r;
+}
+
+MsgState FromRecord(const storage::StateRecord& r) {
+  MsgState m;
+  m.visible_at = r.visible_at_ms();
+  m.enqueue_time = r.enqueue_time_ms();
+  m.delivery_count = r.delivery_count();
+  m.lease_gen = r.lease_gen();
+  m.leased = r.leased();
+  m.size = r.size();
+  return m;
+}
+
+storage::QueueRecord ToRecord(uint64_t id, const std::string& name, const QueueConfig& c,
+                              int64_t create_time_ms) {
+  storage::QueueRecord r;
+  r.set_queue_id(id);
+  r.set_name(name);
+  r.set_create_time_ms(create_time_ms);
+  r.set_visibility_timeout_ms(c.visibility_timeout_ms.value_or(0));
+  r.set_max_deliveries(c.max_deliveries);
+  r.set_dead_letter_queue(c.dead_letter_queue);
+  r.set_retention_ms(c.retention_ms.value_or(0));
+  r.set_delay_ms(c.delay_ms.value_or(0));
+  r.set_max_payload_bytes(c.max_payload_bytes);
+  r.set_max_depth(c.max_depth);
+  r.set_dedup_window_ms(c.dedup_window_ms.value_or(0));
+  return r;
+}
+
+QueueConfig ConfigFromRecord(const storage::QueueRecord& r) {
+  QueueConfig c;
+  c.visibility_timeout_ms = r.visibility_timeout_ms();
+  c.max_deliveries = r.max_deliveries();
+  c.dead_letter_queue = r.dead_letter_queue();
+  c.retention_ms = r.retention_ms();
+  c.delay_ms = r.delay_ms();
+  c.max_payload_bytes = r.max_payload_bytes();
+  c.max_depth = r.max_depth();
+  c.dedup_window_ms = r.dedup_window_ms();
+  return c;
+}
+
+absl::Status NotFound(std::string_view queue) {
+  return absl::NotFoundError(Cat("queue \"", queue, "\" not found"));
+}
+
+absl::Status Closing() { return absl::UnavailableError("spool is shutting down"); }
+
+}  // namespace
+
+class LeaseWait {
+ public:
+  enum class State { kWaiting, kClaimed, kDone };
+  uint64_t queue_id = 0;
+  uint32_t max_messages = 1;
+  int64_t visibility_ms = 0;
+  int64_t deadline_us = 0;  // steady clock
+  Callback<std::vector<LeasedMessage>> done;
+  State state = State::kWaiting;  // guarded by the engine's mu_
+};
+
+namespace {
+
+// One Lease's messages on their way out: complete when both the lease write is durable and
+// the payloads are read (the two overlap).
+struct LeaseJob {
+  uint64_t queue_id = 0;
+  std::vector<uint64_t> seqs;
+  std::vector<LeasedMessage> messages;  // without payloads until read
+  std::vector<bool> found;
+  Callback<std::vector<LeasedMessage>> done;
+  absl::Status commit_status;
+  std::atomic<int> remaining{2};
+
+  void PartDone() {
+    if (remaining.fetch_sub(1) != 1) return;
+    if (!commit_status.ok()) {
+      done(commit_status);
+      return;
+    }
+    std::vector<LeasedMessage> out;
+    out.reserve(messages.size());
+    for (size_t i = 0; i < messages.size(); ++i) {
+      if (found[i]) out.push_back(std::move(messages[i]));
+    }
+    done(std::move(out));
+  }
+};
+
+struct Queue {
+  uint64_t id = 0;
+  std::string name;
+  QueueConfig config;  // normalized
+  int64_t create_time_ms = 0;
+
+  absl::btree_map<uint64_t, MsgState> messages;
+  absl::btree_set<IndexKey> index;  // every message, pending ones too
+
+  // The ready/leased/delayed split is kept as counts over the index, as of split_at: an entry
+  // with visible_at <= split_at counts as ready. RefreshSplit moves split_at to now.
+  int64_t split_at = 0;
+  uint64_t n_ready = 0, n_leased = 0, n_delayed = 0;
+
+  std::array<int64_t, kCounterCount> counters{};
+
+  struct DedupEntry {
+    uint64_t seq;
+    int64_t expire_at;
+  };
+  absl::flat_hash_map<std::string, DedupEntry> dedup;
+  std::deque<std::pair<int64_t, std::string>> dedup_order;  // (expire_at, id), insertion order
+
+  std::deque<std::shared_ptr<LeaseWait>> waiters;
+};
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(Options options, std::shared_ptr<Clock> clock)
+      : options_(std::move(options)), clock_(std::move(clock)) {}
+  ~EngineImpl() override { Close(); }
+
+  absl::Status OpenStore();
+  void StartBackground();
+
+  void Close() override;
+  absl::Status Health() override;
+  void CreateQueue(std::string name, QueueConfig config, Callback<QueueInfo> done) override;
+  absl::StatusOr<QueueInfo> GetQueue(std::string_view name) override;
+  absl::StatusOr<ListQueuesResult> ListQueues(std::string_view prefix, uint32_t page_size,
+                                              std::string_view page_token) override;
+  void UpdateQueue(std::string name, QueueConfig config, Callback<QueueInfo> done) override;
+  void DeleteQueue(std::string name, Callback<bool> done) override;
+  void PurgeQueue(std::string name, Callback<uint64_t> done) override;
+  void Enqueue(std::string queue, std::vector<EnqueueEntry> entries,
+               Callback<std::vector<EnqueueResult>> done) override;
+  std::shared_ptr<LeaseWait> Lease(LeaseRequest request,
+                                   Callback<std::vector<LeasedMessage>> done) override;
+  void CancelLease(const std::shared_ptr<LeaseWait>& wait) override;
+  void Ack(std::string queue, std::vector<std::string> receipts,
+           Callback<std::vector<ReceiptOutcome>> done) override;
+  void Nack(std::string queue, std::vector<std::string> receipts, int64_t delay_ms,
+            Callback<std::vector<ReceiptOutcome>> done) override;
+  void ExtendLease(std::string queue, std::vector<std::string> receipts,
+                   std::optional<int64_t> visibility_timeout_ms,
+                   Callback<std::vector<ReceiptOutcome>> done) override;
+  absl::StatusOr<PeekResult> Peek(std::string_view queue, uint32_t max_messages,
+                                  std::string_view start_after) override;
+  void Tick() override { TickInternal(); }
+
+ private:
+  enum class ReceiptOp { kAck, kNack, kExtend };
+  using Jobs = std::vector<std::shared_ptr<LeaseJob>>;
+  using Activations = std::vector<std::pair<uint64_t, uint64_t>>;  // (queue_id, seq)
+
+  void Log(const std::string& line);
+  absl::StatusOr<Queue*> FindLocked(std::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Queue* FindByIdLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  QueueInfo InfoLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void CountLocked(Queue& q, const MsgState& m, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void IndexAddLocked(Queue& q, uint64_t seq, const MsgState& m)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void IndexRemoveLocked(Queue& q, uint64_t seq, const MsgState& m)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshSplitLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the counter delta to the batch; the caller has already moved the in-memory value.
+  void MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c, int64_t delta);
+  uint64_t AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
+  // submits the writes. Returns nullptr when nothing was leased.
+  std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms,
+                                         int64_t now, Callback<std::vector<LeasedMessage>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the payloads of a job's messages, then completes its half. Call without mu_.
+  void ReadPayloads(const std::shared_ptr<LeaseJob>& job);
+  // After a write: clears pending on the named messages and serves waiters of the queues
+  // touched. Call without mu_.
+  void AfterCommit(const absl::Status& s, const Activations& activate,
+                   const std::vector<uint64_t>& wake);
+
+  // The *Locked forms below return an error without calling done (the public wrappers call it
+  // after releasing mu_, so callbacks never run under the lock); on OK they have handed done to
+  // the commit pipeline.
+  void ReceiptCall(ReceiptOp op, std::string queue, std::vector<std::string> receipts,
+                   int64_t duration_ms, Callback<std::vector<ReceiptOutcome>> done);
+  absl::Status ReceiptCallLocked(ReceiptOp op, std::string_view queue,
+                                 const std::vector<std::string>& receipts, int64_t duration_ms,
+                                 Callback<std::vector<ReceiptOutcome>>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SubmitAdmin(std::string name, QueueConfig config, bool create, Callback<QueueInfo> done);
+  absl::Status SubmitAdminLocked(const std::string& name, const QueueConfig& c, bool create,
+                                 Callback<QueueInfo>& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeleteQueueLocked(const std::string& name, Callback<bool>& done,
+                                 std::vector<std::shared_ptr<LeaseWait>>* ended)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PurgeQueueLocked(const std::string& name, Callback<uint64_t>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EnqueueLocked(const std::string& queue, std::vector<EnqueueEntry>& entries,
+                             Callback<std::vector<EnqueueResult>>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status LeaseLocked(const LeaseRequest& request,
+                           Callback<std::vector<LeasedMessage>>& done,
+                           std::shared_ptr<LeaseJob>* job, std::shared_ptr<LeaseWait>* wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the steady time (us) by which Tick wants to run again.
+  int64_t TickInternal();
+  void BackgroundLoop();
+
+  const Options options_;
+  const std::shared_ptr<Clock> clock_;
+  int lock_fd_ = -1;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* messages_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* state_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* dedup_cf_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<ReceiptSigner> signer_;
+  std::unique_ptr<CommitPipeline> pipeline_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Queue*, std::less<>> by_name_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t seq_reserved_ ABSL_GUARDED_BY(mu_) = 1;  // seqs below this may have been used
+  uint64_t next_queue_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t num_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex bg_mu_;
+  absl::CondVar bg_cv_;
+  bool bg_stop_ ABSL_GUARDED_BY(bg_mu_) = false;
+  std::thread bg_thread_;
+};
+
+void EngineImpl::Log(const std::string& line) {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::fprintf(stderr, "spool: %s\n", line.c_str());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and closing
+
+absl::Status EngineImpl::OpenStore() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        Cat("cannot create data directory ", options_.data_dir, ": ", ec.message()));
+  }
+  std::string lock_path = options_.data_dir + "/spool.lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) {
+    return absl::FailedPreconditionError(
+        Cat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          Cat("data directory ", options_.data_dir,
+                       " is in use by another spoold (it holds ", lock_path, ")"));
+    }
+    return absl::FailedPreconditionError(
+        Cat("cannot lock ", lock_path, ": ", std::strerror(err)));
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  // Refuse to open a log with a corrupted record in the middle rather than silently dropping
+  // what followed it (acknowledged messages); a torn record at the tail is still recovered.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  db_options.max_total_wal_size = 256 << 20;
+  db_options.max_open_files = -1;
+  db_options.max_background_jobs = 2;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+
+  rocksdb::ColumnFamilyOptions meta_options;
+  meta_options.merge_operator = std::make_shared<Int64AddOperator>();
+  rocksdb::ColumnFamilyOptions queue_options;
+  // Consumed heads leave runs of tombstones; compact files dense with them.
+  queue_options.table_properties_collector_factories.push_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(10'000, 5'000, 0.3));
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, meta_options},
+      {kMessagesFamily, queue_options},
+      {kStateFamily, queue_options},
+      {kDedupFamily, queue_options},
+  };
+  rocksdb::DB* raw = nullptr;
+  std::string db_path = options_.data_dir + "/db";
+  rocksdb::Status s = rocksdb::DB::Open(db_options, db_path, families, &handles_, &raw);
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      return absl::DataLossError(Cat(
+          "the store in ", db_path, " is damaged and opening it would lose data (", s.ToString(),
+          "); spoold will not start on it. Keep a copy of the directory; see README "
+          "\"Recovering a damaged store\""));
+    }
+    return FromRocks(s, Cat("opening the store in ", db_path));
+  }
+  db_.reset(raw);
+  default_cf_ = handles_[0];
+  messages_cf_ = handles_[1];
+  state_cf_ = handles_[2];
+  dedup_cf_ = handles_[3];
+
+  // Format version and receipt secret; a new store gets both in one synced write.
+  std::string value;
+  rocksdb::WriteBatch init;
+  s = db_->Get({}, default_cf_, kFormatVersionKey, &value);
+  if (s.IsNotFound()) {
+    std::string v;
+    AppendBigEndian64(&v, kFormatVersion);
+    init.Put(default_cf_, kFormatVersionKey, v);
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading the format version");
+  } else if (value.size() != 8 || DecodeBigEndian64(value) != kFormatVersion) {
+    return absl::FailedPreconditionError(
+        Cat("the store in ", db_path, " has an unknown format version"));
+  }
+  s = db_->Get({}, default_cf_, kSecretKey, &value);
+  if (s.IsNotFound()) {
+    value = NewReceiptSecret();
+    init.Put(default_cf_, kSecretKey, value);
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading the receipt secret");
+  }
+  if (value.size() != ReceiptSigner::kSecretBytes) {
+    return absl::DataLossError("the receipt secret in the store is damaged");
+  }
+  signer_ = std::make_unique<ReceiptSigner>(value);
+  if (init.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (auto st = FromRocks(db_->Write(wo, &init), "initializing the store"); !st.ok()) return st;
+  }
+
+  absl::MutexLock lock(&mu_);
+  int64_t now = clock_->NowMillis();
+  for (auto [key, target] : {std::pair{kNextQueueIdKey, &next_queue_id_},
+                             std::pair{kSeqReservedKey, &seq_reserved_}}) {
+    s = db_->Get({}, default_cf_, key, &value);
+    if (s.ok() && value.size() == 8) {
+      *target = DecodeBigEndian64(value);
+    } else if (!s.IsNotFound()) {
+      return absl::DataLossError(Cat("cannot read ", key, ": ", s.ToString()));
+    }
+  }
+  next_seq_ = seq_reserved_;
+
+  // Queues and their counters.
+  {
+    std::string lo(1, kQueuePrefix), hi(1, kQueuePrefix + 1);
+    rocksdb::Slice lo_s(lo), hi_s(hi);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo_s;
+    ro.iterate_upper_bound = &hi_s;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, default_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      storage::QueueRecord r;
+      if (!r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("a queue record in the store is damaged");
+      }
+      auto q = std::make_unique<Queue>();
+      q->id = r.queue_id();
+      q->name = r.name();
+      q->config = ConfigFromRecord(r);
+      q->create_time_ms = r.create_time_ms();
+      q->split_at = now;
+      by_name_[q->name] = q.get();
+      queues_[q->id] = std::move(q);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "loading queues");
+  }
+  {
+    std::string lo(1, kCounterPrefix), hi(1, kCounterPrefix + 1);
+    rocksdb::Slice lo_s(lo), hi_s(hi);
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lo_s;
+    ro.iterate_upper_bound = &hi_s;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, default_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view key = it->key().ToStringView();
+      auto v = DecodeInt64(it->value().ToStringView());
+      if (key.size() != 10 || !v) return absl::DataLossError("a counter in the store is damaged");
+      Queue* q = FindByIdLocked(DecodeBigEndian64(key.substr(1)));
+      uint8_t c = static_cast<uint8_t>(key[9]);
+      if (q != nullptr && c < kCounterCount) q->counters[c] = *v;
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "loading counters");
+  }
+
+  // Every message's state: rebuilds the lease index.
+  uint64_t loaded = 0, orphans = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, state_cf_));
+    Queue* q = nullptr;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto parts = ParseMessageKey(it->key().ToStringView());
+      storage::StateRecord r;
+      if (!parts ||
+          !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("a message state record in the store is damaged");
+      }
+      if (q == nullptr || q->id != parts->queue_id) q = FindByIdLocked(parts->queue_id);
+      if (q == nullptr) {
+        ++orphans;
+        continue;
+      }
+      MsgState m = FromRecord(r);
+      q->messages.emplace_hint(q->messages.end(), parts->seq, m);
+      IndexAddLocked(*q, parts->seq, m);
+      ++loaded;
+      SPOOL_CHECK(parts->seq < seq_reserved_, "a stored message has an unreserved sequence number");
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "loading message states");
+  }
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, dedup_cf_));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view key = it->key().ToStringView();
+      storage::DedupRecord r;
+      if (key.size() < 8 ||
+          !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return absl::DataLossError("a dedup record in the store is damaged");
+      }
+      Queue* q = FindByIdLocked(DecodeBigEndian64(key));
+      if (q == nullptr) continue;
+      std::string id(key.substr(8));
+      q->dedup[id] = {r.seq(), r.expire_at_ms()};
+      q->dedup_order.emplace_back(r.expire_at_ms(), std::move(id));
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "loading dedup ids");
+    for (auto& [id, q] : queues_) {
+      std::sort(q->dedup_order.begin(), q->dedup_order.end());
+    }
+  }
+  pipeline_ = std::make_unique<CommitPipeline>(db_.get(),
+                                               options_.durability == Durability::kSync);
+  Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded,
+                   " messages", orphans ? Cat(", ", orphans, " orphaned states") : "",
+                   ", durability ", options_.durability == Durability::kSync ? "sync" : "async"));
+  return absl::OkStatus();
+}
+
+void EngineImpl::StartBackground() {
+  if (options_.background_thread) bg_thread_ = std::thread([this] { BackgroundLoop(); });
+}
+
+void EngineImpl::Close() {
+  std::vector<std::shared_ptr<LeaseWait>> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    closed_ = true;
+    for (auto& [id, q] : queues_) {
+      for (auto& w : q->waiters) {
+        if (w->state == LeaseWait::State::kWaiting) {
+          w->state = LeaseWait::State::kDone;
+          waiting.push_back(w);
+        }
+      }
+      q->waiters.clear();
+    }
+    num_waiters_ = 0;
+  }
+  for (auto& w : waiting) w->done(std::vector<LeasedMessage>{});
+  {
+    absl::MutexLock lock(&bg_mu_);
+    bg_stop_ = true;
+    bg_cv_.Signal();
+  }
+  if (bg_thread_.joinable()) bg_thread_.join();
+  if (pipeline_) pipeline_->Stop();
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    handles_.clear();
+    db_->Close();
+    db_.reset();
+  }
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);  // releases the flock
+    lock_fd_ = -1;
+  }
+}
+
+absl::Status EngineImpl::Health() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return Closing();
+  }
+  return pipeline_->error();
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory bookkeeping
+
+absl::StatusOr<Queue*> EngineImpl::FindLocked(std::string_view name) {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end()) {
+    if (auto s = ValidateQueueName(name, "queue"); !s.ok()) return s;
+    return NotFound(name);
+  }
+  return it->second;
+}
+
+Queue* EngineImpl::FindByIdLocked(uint64_t id) {
+  auto it = queues_.find(id);
+  return it == queues_.end() ? nullptr : it->second.get();
+}
+
+void EngineImpl::CountLocked(Queue& q, const MsgState& m, int delta) {
+  uint64_t& n = m.visible_at <= q.split_at ? q.n_ready : (m.leased ? q.n_leased : q.n_delayed);
+  n += delta;
+}
+
+void EngineImpl::IndexAddLocked(Queue& q, uint64_t seq, const MsgState& m) {
+  q.index.insert({m.visible_at, seq});
+  CountLocked(q, m, +1);
+}
+
+void EngineImpl::IndexRemoveLocked(Queue& q, uint64_t seq, const MsgState& m) {
+  size_t erased = q.index.erase({m.visible_at, seq});
+  SPOOL_CHECK(erased == 1, "lease index out of step with message states");
+  CountLocked(q, m, -1);
+}
+
+void EngineImpl::RefreshSplitLocked(Queue& q, int64_t now) {
+  // Entries whose visible_at lies between the old and the new split change sides.
+  int64_t lo = std::min(q.split_at, now), hi = std::max(q.split_at, now);
+  int delta = now > q.split_at ? +1 : -1;
+  for (auto it = q.index.upper_bound({lo, UINT64_MAX}); it != q.index.end() && it->first <= hi;
+       ++it) {
+    const MsgState& m = q.messages.at(it->second);
+    (m.leased ? q.n_leased : q.n_delayed) -= delta;
+    q.n_ready += delta;
+  }
+  q.split_at = now;
+}
+
+QueueInfo EngineImpl::InfoLocked(Queue& q, int64_t now) {
+  RefreshSplitLocked(q, now);
+  QueueInfo info;
+  info.name = q.name;
+  info.config = q.config;
+  info.create_time_ms = q.create_time_ms;
+  QueueStats& s = info.stats;
+  s.ready = q.n_ready;
+  s.leased = q.n_leased;
+  s.delayed = q.n_delayed;
+  s.total = q.messages.size();
+  for (auto it = q.index.begin(); it != q.index.end() && it->first <= now; ++it) {
+    if (!q.messages.at(it->second).pending) {
+      s.oldest_ready_age_ms = now - it->first;
+      break;
+    }
+  }
+  auto counter = [&](Counter c) { return static_cast<uint64_t>(q.counters[static_cast<int>(c)]); };
+  s.enqueued_total = counter(Counter::kEnqueued);
+  s.acked_total = counter(Counter::kAcked);
+  s.delivered_total = counter(Counter::kDelivered);
+  s.dead_lettered_total = counter(Counter::kDeadLettered);
+  s.expired_total = counter(Counter::kExpired);
+  s.purged_total = counter(Counter::kPurged);
+  return info;
+}
+
+void EngineImpl::MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c,
+                              int64_t delta) {
+  if (delta != 0) b.Merge(default_cf_, CounterKey(queue_id, c), EncodeInt64(delta));
+}
+
+uint64_t EngineImpl::AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation) {
+  uint64_t first = next_seq_;
+  next_seq_ += n;
+  if (next_seq_ > seq_reserved_) {
+    seq_reserved_ = next_seq_ + kSeqBlock;
+    *new_reservation = seq_reserved_;
+  }
+  return first;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administration
+
+void EngineImpl::CreateQueue(std::string name, QueueConfig config, Callback<QueueInfo> done) {
+  SubmitAdmin(std::move(name), std::move(config), /*create=*/true, std::move(done));
+}
+
+void EngineImpl::UpdateQueue(std::string name, QueueConfig config, Callback<QueueInfo> done) {
+  SubmitAdmin(std::move(name), std::move(config), /*create=*/false, std::move(done));
+}
+
+void EngineImpl::SubmitAdmin(std::string name, QueueConfig config, bool create,
+                             Callback<QueueInfo> done) {
+  absl::Status error = ValidateQueueName(name, "name");
+  absl::StatusOr<QueueConfig> normalized = NormalizeConfig(name, config);
+  if (error.ok()) error = normalized.status();
+  if (error.ok()) {
+    absl::MutexLock lock(&mu_);
+    error = SubmitAdminLocked(name, *normalized, create, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::SubmitAdminLocked(const std::string& name, const QueueConfig& c,
+                                           bool create, Callback<QueueInfo>& done) {
+  if (closed_) return Closing();
+  if (!c.dead_letter_queue.empty() && !by_name_.contains(c.dead_letter_queue)) {
+    return absl::InvalidArgumentError(Cat(
+        "config.dead_letter_queue: queue \"", c.dead_letter_queue, "\" does not exist"));
+  }
+  int64_t now = clock_->NowMillis();
+  Queue* q = nullptr;
+  bool write = true;
+  std::optional<uint64_t> new_next_id;
+  auto existing = by_name_.find(name);
+  if (create) {
+    if (existing != by_name_.end()) {
+      q = existing->second;
+      if (!(q->config == c)) {
+        return absl::AlreadyExistsError(Cat(
+            "queue \"", name, "\" already exists with a different config; use UpdateQueue"));
+      }
+      write = false;  // identical: return it, once anything pending about it is durable
+    } else {
+      auto fresh = std::make_unique<Queue>();
+      fresh->id = next_queue_id_++;
+      new_next_id = next_queue_id_;
+      fresh->name = name;
+      fresh->config = c;
+      fresh->create_time_ms = now;
+      fresh->split_at = now;
+      q = fresh.get();
+      by_name_[name] = q;
+      queues_[q->id] = std::move(fresh);
+    }
+  } else {
+    if (existing == by_name_.end()) return NotFound(name);
+    q = existing->second;
+    q->config = c;
+  }
+  QueueInfo info = InfoLocked(*q, now);
+  storage::QueueRecord record = ToRecord(q->id, q->name, q->config, q->create_time_ms);
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        if (!write) return;
+        b.Put(default_cf_, QueueRecordKey(record.queue_id()), record.SerializeAsString());
+        if (new_next_id) {
+          std::string v;
+          AppendBigEndian64(&v, *new_next_id);
+          b.Put(default_cf_, kNextQueueIdKey, v);
+        }
+      },
+      [info = std::move(info), done = std::move(done)](const absl::Status& s) {
+        if (!s.ok()) return done(s);
+        done(info);
+      });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<QueueInfo> EngineImpl::GetQueue(std::string_view name) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) return Closing();
+  auto q = FindLocked(name);
+  if (!q.ok()) return q.status();
+  return InfoLocked(**q, clock_->NowMillis());
+}
+
+absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix,
+                                                        uint32_t page_size,
+                                                        std::string_view page_token) {
+  if (auto s = ValidateList(prefix, page_size, page_token); !s.ok()) return s;
+  if (page_size == 0) page_size = Limits::kDefaultPageSize;
+  absl::MutexLock lock(&mu_);
+  if (closed_) return Closing();
+  int64_t now = clock_->NowMillis();
+  ListQueuesResult result;
+  auto it = page_token.empty() ? by_name_.lower_bound(prefix) : by_name_.upper_bound(page_token);
+  if (!page_token.empty() && page_token < prefix) it = by_name_.lower_bound(prefix);
+  for (; it != by_name_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
+    if (result.queues.size() == page_size) {
+      result.next_page_token = result.queues.back().name;
+      break;
+    }
+    result.queues.push_back(InfoLocked(*it->second, now));
+  }
+  return result;
+}
+
+void EngineImpl::DeleteQueue(std::string name, Callback<bool> done) {
+  std::vector<std::shared_ptr<LeaseWait>> ended;
+  absl::Status error;
+  {
+    absl::MutexLock lock(&mu_);
+    error = DeleteQueueLocked(name, done, &ended);
+  }
+  if (!error.ok()) done(error);
+  for (auto& w : ended) w->done(NotFound(name));
+}
+
+absl::Status EngineImpl::DeleteQueueLocked(const std::string& name, Callback<bool>& done,
+                                           std::vector<std::shared_ptr<LeaseWait>>* ended) {
+  if (closed_) return Closing();
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  Queue* q = *found;
+  for (auto& [other_name, other] : by_name_) {
+    if (other != q && other->config.dead_letter_queue == name) {
+      return absl::FailedPreconditionError(Cat(
+          "queue \"", name, "\" is the dead-letter queue of \"", other_name,
+          "\"; change that queue's dead_letter_queue first"));
+    }
+  }
+  for (auto& w : q->waiters) {
+    if (w->state == LeaseWait::State::kWaiting) {
+      w->state = LeaseWait::State::kDone;
+      --num_waiters_;
+      ended->push_back(w);
+    }
+  }
+  uint64_t id = q->id;
+  by_name_.erase(q->name);
+  queues_.erase(id);  // q is gone from here on
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        std::string lo = QueueStart(id), hi = QueueStart(id + 1);
+        b.DeleteRange(messages_cf_, lo, hi);
+        b.DeleteRange(state_cf_, lo, hi);
+        b.DeleteRange(dedup_cf_, lo, hi);
+        b.DeleteRange(default_cf_, CounterPrefix(id), CounterPrefix(id + 1));
+        b.Delete(default_cf_, QueueRecordKey(id));
+      },
+      [done = std::move(done)](const absl::Status& s) {
+        if (!s.ok()) return done(s);
+        done(true);
+      });
+  return absl::OkStatus();
+}
+
+void EngineImpl::PurgeQueue(std::string name, Callback<uint64_t> done) {
+  absl::Status error;
+  {
+    absl::MutexLock lock(&mu_);
+    error = PurgeQueueLocked(name, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::PurgeQueueLocked(const std::string& name, Callback<uint64_t>& done) {
+  if (closed_) return Closing();
+  auto found = FindLocked(name);
+  if (!found.ok()) return found.status();
+  Queue& q = **found;
+  uint64_t n = q.messages.size();
+  q.messages.clear();
+  q.index.clear();
+  q.n_ready = q.n_leased = q.n_delayed = 0;
+  q.counters[static_cast<int>(Counter::kPurged)] += n;
+  uint64_t id = q.id;
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        std::string lo = QueueStart(id), hi = QueueStart(id + 1);
+        b.DeleteRange(messages_cf_, lo, hi);
+        b.DeleteRange(state_cf_, lo, hi);
+        MergeCounter(b, id, Counter::kPurged, static_cast<int64_t>(n));
+      },
+      [n, done = std::move(done)](const absl::Status& s) {
+        if (!s.ok()) return done(s);
+        done(n);
+      });
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+void EngineImpl::Enqueue(std::string queue, std::vector<EnqueueEntry> entries,
+                         Callback<std::vector<EnqueueResult>> done) {
+  absl::Status error;
+  {
+    absl::MutexLock lock(&mu_);
+    error = EnqueueLocked(queue, entries, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
+                                       std::vector<EnqueueEntry>& entries,
+                                       Callback<std::vector<EnqueueResult>>& done) {
+  if (closed_) return Closing();
+  auto found = FindLocked(queue);
+  if (!found.ok()) return found.status();
+  Queue& q = **found;
+  if (auto s = ValidateEnqueue(entries, q.config); !s.ok()) return s;
+  int64_t now = clock_->NowMillis();
+
+  // Decide which entries are new: a dedup_id seen within the window (or earlier in this
+  // request) returns the first message's id.
+  std::vector<EnqueueResult> results(entries.size());
+  std::vector<size_t> fresh;
+  absl::flat_hash_map<std::string_view, size_t> in_request;  // dedup_id -> entry index
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& dedup_id = entries[i].dedup_id;
+    if (!dedup_id.empty()) {
+      if (auto d = q.dedup.find(dedup_id); d != q.dedup.end() && d->second.expire_at > now) {
+        results[i] = {FormatMessageId(d->second.seq), true};
+        continue;
+      }
+      if (auto r = in_request.find(dedup_id); r != in_request.end()) {
+        results[i] = {results[r->second].message_id, true};
+        continue;
+      }
+      in_request.emplace(dedup_id, i);
+    }
+    fresh.push_back(i);
+    results[i].message_id = "";  // assigned below
+  }
+  if (q.config.max_depth > 0 && q.messages.size() + fresh.size() > q.config.max_depth) {
+    return absl::ResourceExhaustedError(Cat(
+        "queue \"", q.name, "\" is full: max_depth is ", q.config.max_depth, " and ",
+        q.messages.size(), " messages are stored; consumers are behind or max_depth is too "
+        "low"));
+  }
+  std::optional<uint64_t> reservation;
+  uint64_t first = AllocSeqsLocked(fresh.size(), &reservation);
+  Activations activate;
+  activate.reserve(fresh.size());
+  for (size_t k = 0; k < fresh.size(); ++k) {
+    EnqueueEntry& e = entries[fresh[k]];
+    uint64_t seq = first + k;
+    MsgState m;
+    m.enqueue_time = now;
+    m.visible_at = now + e.delay_ms.value_or(*q.config.delay_ms);
+    m.size = static_cast<uint32_t>(e.payload.size());
+    for (const auto& [key, value] : e.attributes) m.size += key.size() + value.size();
+    m.pending = true;
+    q.messages.emplace(seq, m);
+    IndexAddLocked(q, seq, m);
+    activate.emplace_back(q.id, seq);
+    results[fresh[k]].message_id = FormatMessageId(seq);
+    if (!e.dedup_id.empty()) {
+      int64_t expire_at = now + *q.config.dedup_window_ms;
+      q.dedup[e.dedup_id] = {seq, expire_at};
+      q.dedup_order.emplace_back(expire_at, e.dedup_id);
+    }
+  }
+  q.counters[static_cast<int>(Counter::kEnqueued)] += fresh.size();
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        storage::MessageRecord record;
+        std::string buf;
+        for (size_t k = 0; k < fresh.size(); ++k) {
+          EnqueueEntry& e = entries[fresh[k]];
+          uint64_t seq = first + k;
+          std::string key = MessageKey(q.id, seq);
+          record.Clear();
+          record.set_payload(std::move(e.payload));
+          record.mutable_attributes()->insert(e.attributes.begin(), e.attributes.end());
+          record.set_enqueue_time_ms(now);
+          record.set_dedup_id(e.dedup_id);
+          record.SerializeToString(&buf);
+          b.Put(messages_cf_, key, buf);
+          b.Put(state_cf_, key, ToRecord(q.messages.at(seq)).SerializeAsString());
+          if (!e.dedup_id.empty()) {
+            storage::DedupRecord d;
+            d.set_seq(seq);
+            d.set_expire_at_ms(q.dedup[e.dedup_id].expire_at);
+            b.Put(dedup_cf_, DedupKey(q.id, e.dedup_id), d.SerializeAsString());
+          }
+        }
+        MergeCounter(b, q.id, Counter::kEnqueued, static_cast<int64_t>(fresh.size()));
+        if (reservation) {
+          std::string v;
+          AppendBigEndian64(&v, *reservation);
+          b.Put(default_cf_, kSeqReservedKey, v);
+        }
+      },
+      [this, activate = std::move(activate), results = std::move(results),
+       done = std::move(done)](const absl::Status& s) mutable {
+        AfterCommit(s, activate, {});
+        if (!s.ok()) return done(s);
+        done(std::move(results));
+      });
+  return absl::OkStatus();
+}
+
+std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms,
+                                                   int64_t now,
+                                                   Callback<std::vector<LeasedMessage>> done) {
+  std::vector<uint64_t> take, dead;
+  uint64_t bytes = 0;
+  size_t scanned = 0;
+  for (auto it = q.index.begin(); it != q.index.end() && it->first <= now && take.size() < max &&
+                                  scanned < kMaxLeaseScan;
+       ++it, ++scanned) {
+    const MsgState& m = q.messages.at(it->second);
+    if (m.pending) continue;
+    if (q.config.max_deliveries > 0 && m.delivery_count >= q.config.max_deliveries) {
+      dead.push_back(it->second);
+      continue;
+    }
+    if (!take.empty() && bytes + m.size > kMaxResponseBytes) break;
+    bytes += m.size;
+    take.push_back(it->second);
+  }
+
+  if (!dead.empty()) {
+    // Move each to the dead-letter queue under a new id, in one batch. The payload record has
+    // to be rewritten under the new key, so it is read here (rare: poison messages only).
+    Queue* dlq = by_name_.at(q.config.dead_letter_queue);
+    std::optional<uint64_t> reservation;
+    uint64_t first = AllocSeqsLocked(dead.size(), &reservation);
+    std::vector<std::pair<std::string, std::string>> records;  // new key, record
+    Activations activate;
+    for (size_t k = 0; k < dead.size(); ++k) {
+      uint64_t seq = dead[k], new_seq = first + k;
+      std::string old_key = MessageKey(q.id, seq), value;
+      rocksdb::Status s = db_->Get({}, messages_cf_, old_key, &value);
+      storage::MessageRecord record;
+      SPOOL_CHECK(s.ok() || s.IsNotFound(), "cannot read a message to dead-letter it");
+      if (s.ok()) {
+        SPOOL_CHECK(record.ParseFromString(value), "a stored message record is damaged");
+      }
+      record.set_enqueue_time_ms(now);
+      record.set_dead_letter_source_queue(q.name);
+      record.set_dead_letter_source_seq(seq);
+      MsgState& old = q.messages.at(seq);
+      IndexRemoveLocked(q, seq, old);
+      MsgState m;
+      m.enqueue_time = now;
+      m.visible_at = now;
+      m.size = old.size;
+      m.pending = true;
+      q.messages.erase(seq);
+      dlq->messages.emplace(new_seq, m);
+      IndexAddLocked(*dlq, new_seq, m);
+      activate.emplace_back(dlq->id, new_seq);
+      records.emplace_back(MessageKey(dlq->id, new_seq), record.SerializeAsString());
+    }
+    int64_t n = static_cast<int64_t>(dead.size());
+    q.counters[static_cast<int>(Counter::kDeadLettered)] += n;
+    dlq->counters[static_cast<int>(Counter::kEnqueued)] += n;
+    pipeline_->Submit(
+        [&](rocksdb::WriteBatch& b) {
+          for (size_t k = 0; k < dead.size(); ++k) {
+            std::string old_key = MessageKey(q.id, dead[k]);
+            b.Delete(messages_cf_, old_key);
+            b.Delete(state_cf_, old_key);
+            b.Put(messages_cf_, records[k].first, records[k].second);
+            b.Put(state_cf_, records[k].first,
+                  ToRecord(dlq->messages.at(first + k)).SerializeAsString());
+          }
+          MergeCounter(b, q.id, Counter::kDeadLettered, n);
+          MergeCounter(b, dlq->id, Counter::kEnqueued, n);
+          if (reservation) {
+            std::string v;
+            AppendBigEndian64(&v, *reservation);
+            b.Put(default_cf_, kSeqReservedKey, v);
+          }
+        },
+        [this, activate = std::move(activate)](const absl::Status& s) {
+          AfterCommit(s, activate, {});
+        });
+  }
+  if (take.empty()) return nullptr;
+
+  auto job = std::make_shared<LeaseJob>();
+  job->queue_id = q.id;
+  job->done = std::move(done);
+  job->seqs = take;
+  job->messages.resize(take.size());
+  job->found.assign(take.size(), false);
+  std::vector<std::string> states(take.size());
+  for (size_t k = 0; k < take.size(); ++k) {
+    uint64_t seq = take[k];
+    MsgState& m = q.messages.at(seq);
+    IndexRemoveLocked(q, seq, m);
+    ++m.delivery_count;
+    ++m.lease_gen;
+    m.leased = true;
+    m.visible_at = now + visibility_ms;
+    IndexAddLocked(q, seq, m);
+    states[k] = ToRecord(m).SerializeAsString();
+    LeasedMessage& out = job->messages[k];
+    out.message_id = FormatMessageId(seq);
+    out.receipt = signer_->Sign({q.id, seq, m.lease_gen});
+    out.delivery_count = m.delivery_count;
+    out.enqueue_time_ms = m.enqueue_time;
+    out.lease_deadline_ms = m.visible_at;
+  }
+  q.counters[static_cast<int>(Counter::kDelivered)] += take.size();
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        for (size_t k = 0; k < take.size(); ++k) {
+          b.Put(state_cf_, MessageKey(q.id, take[k]), states[k]);
+        }
+        MergeCounter(b, q.id, Counter::kDelivered, static_cast<int64_t>(take.size()));
+      },
+      [job](const absl::Status& s) {
+        job->commit_status = s;
+        job->PartDone();
+      });
+  return job;
+}
+
+void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
+  size_t n = job->seqs.size();
+  std::vector<std::string> keys(n);
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t k = 0; k < n; ++k) {
+    keys[k] = MessageKey(job->queue_id, job->seqs[k]);
+    slices[k] = keys[k];
+  }
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());
+  storage::MessageRecord record;
+  for (size_t k = 0; k < n; ++k) {
+    // Not found: purged or deleted between the lease and this read; it is simply not returned.
+    if (!statuses[k].ok()) continue;
+    if (!record.ParseFromArray(values[k].data(), static_cast<int>(values[k].size()))) continue;
+    LeasedMessage& out = job->messages[k];
+    out.payload = std::move(*record.mutable_payload());
+    out.attributes.insert(record.attributes().begin(), record.attributes().end());
+    job->found[k] = true;
+  }
+  job->PartDone();
+}
+
+void EngineImpl::ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) {
+  while (!q.waiters.empty()) {
+    std::shared_ptr<LeaseWait> w = q.waiters.front();
+    if (w->state != LeaseWait::State::kWaiting) {
+      q.waiters.pop_front();
+      continue;
+    }
+    auto job = SelectLocked(q, w->max_messages, w->visibility_ms, now, w->done);
+    if (!job) return;
+    w->state = LeaseWait::State::kClaimed;
+    q.waiters.pop_front();
+    --num_waiters_;
+    jobs->push_back(std::move(job));
+  }
+}
+
+void EngineImpl::AfterCommit(const absl::Status& s, const Activations& activate,
+                             const std::vector<uint64_t>& wake) {
+  if (!s.ok()) return;  // the engine refuses writes from now on; a restart rebuilds memory
+  Jobs jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    int64_t now = clock_->NowMillis();
+    absl::flat_hash_set<uint64_t> touched(wake.begin(), wake.end());
+    for (auto [queue_id, seq] : activate) {
+      Queue* q = FindByIdLocked(queue_id);
+      if (q == nullptr) continue;
+      auto it = q->messages.find(seq);
+      if (it == q->messages.end()) continue;  // purged meanwhile
+      it->second.pending = false;
+      touched.insert(queue_id);
+    }
+    for (uint64_t id : touched) {
+      if (Queue* q = FindByIdLocked(id); q != nullptr) ServeWaitersLocked(*q, now, &jobs);
+    }
+  }
+  for (auto& job : jobs) ReadPayloads(job);
+}
+
+std::shared_ptr<LeaseWait> EngineImpl::Lease(LeaseRequest request,
+                                             Callback<std::vector<LeasedMessage>> done) {
+  absl::Status error = ValidateLease(request);
+  std::shared_ptr<LeaseJob> job;
+  std::shared_ptr<LeaseWait> wait;
+  if (error.ok()) {
+    absl::MutexLock lock(&mu_);
+    error = LeaseLocked(request, done, &job, &wait);
+  }
+  if (!error.ok()) {
+    done(error);
+  } else if (job) {
+    ReadPayloads(job);
+  } else if (wait) {
+    absl::MutexLock lock(&bg_mu_);
+    bg_cv_.Signal();  // the background thread recomputes when to wake
+  } else {
+    done(std::vector<LeasedMessage>{});
+  }
+  return wait;
+}
+
+absl::Status EngineImpl::LeaseLocked(const LeaseRequest& request,
+                                     Callback<std::vector<LeasedMessage>>& done,
+                                     std::shared_ptr<LeaseJob>* job,
+                                     std::shared_ptr<LeaseWait>* wait) {
+  if (closed_) return Closing();
+  auto found = FindLocked(request.queue);
+  if (!found.ok()) return found.status();
+  Queue& q = **found;
+  uint32_t max = request.max_messages == 0 ? 1 : request.max_messages;
+  int64_t visibility = request.visibility_timeout_ms.value_or(*q.config.visibility_timeout_ms);
+  int64_t now = clock_->NowMillis();
+  *job = SelectLocked(q, max, visibility, now, done);
+  if (!*job && request.wait_ms > 0 && num_waiters_ < options_.max_waiters) {
+    auto w = std::make_shared<LeaseWait>();
+    w->queue_id = q.id;
+    w->max_messages = max;
+    w->visibility_ms = visibility;
+    w->deadline_us = clock_->SteadyMicros() + request.wait_ms * 1000;
+    w->done = std::move(done);
+    q.waiters.push_back(w);
+    ++num_waiters_;
+    *wait = std::move(w);
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::CancelLease(const std::shared_ptr<LeaseWait>& wait) {
+  if (!wait) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (wait->state != LeaseWait::State::kWaiting) return;
+    wait->state = LeaseWait::State::kDone;
+    --num_waiters_;
+    if (Queue* q = FindByIdLocked(wait->queue_id); q != nullptr) {
+      std::erase(q->waiters, wait);
+    }
+  }
+  wait->done(absl::CancelledError("the Lease call was cancelled"));
+}
+
+void EngineImpl::Ack(std::string queue, std::vector<std::string> receipts,
+                     Callback<std::vector<ReceiptOutcome>> done) {
+  ReceiptCall(ReceiptOp::kAck, std::move(queue), std::move(receipts), 0, std::move(done));
+}
+
+void EngineImpl::Nack(std::string queue, std::vector<std::string> receipts, int64_t delay_ms,
+                      Callback<std::vector<ReceiptOutcome>> done) {
+  if (auto s = ValidateNackDelay(delay_ms); !s.ok()) return done(s);
+  ReceiptCall(ReceiptOp::kNack, std::move(queue), std::move(receipts), delay_ms,
+              std::move(done));
+}
+
+void EngineImpl::ExtendLease(std::string queue, std::vector<std::string> receipts,
+                             std::optional<int64_t> visibility_timeout_ms,
+                             Callback<std::vector<ReceiptOutcome>> done) {
+  if (auto s = ValidateVisibility(visibility_timeout_ms); !s.ok()) return done(s);
+  // -1: the queue's default, resolved under the lock.
+  ReceiptCall(ReceiptOp::kExtend, std::move(queue), std::move(receipts),
+              visibility_timeout_ms.value_or(-1), std::move(done));
+}
+
+void EngineImpl::ReceiptCall(ReceiptOp op, std::string queue, std::vector<std::string> receipts,
+                             int64_t duration_ms, Callback<std::vector<ReceiptOutcome>> done) {
+  absl::Status error = ValidateReceiptCount(receipts.size());
+  if (error.ok()) {
+    absl::MutexLock lock(&mu_);
+    error = ReceiptCallLocked(op, queue, receipts, duration_ms, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
+                                           const std::vector<std::string>& receipts,
+                                           int64_t duration_ms,
+                                           Callback<std::vector<ReceiptOutcome>>& done) {
+  if (closed_) return Closing();
+  auto found = FindLocked(queue);
+  if (!found.ok()) return found.status();
+  Queue& q = **found;
+  if (op == ReceiptOp::kExtend && duration_ms < 0) duration_ms = *q.config.visibility_timeout_ms;
+  int64_t now = clock_->NowMillis();
+  std::vector<ReceiptOutcome> outcomes(receipts.size());
+  std::vector<uint64_t> deleted;
+  std::vector<std::pair<uint64_t, std::string>> updated;  // seq, new state record
+  bool wake = false;
+  for (size_t i = 0; i < receipts.size(); ++i) {
+    std::optional<ReceiptFields> f = signer_->Verify(receipts[i]);
+    if (!f || f->queue_id != q.id) {
+      outcomes[i].outcome = Outcome::kInvalidReceipt;
+      continue;
+    }
+    auto it = q.messages.find(f->seq);
+    if (it == q.messages.end()) {
+      // Already gone (acked, expired, purged, dead-lettered): a retried Ack is fine; there is
+      // nothing left to nack or extend.
+      outcomes[i].outcome = op == ReceiptOp::kAck ? Outcome::kOk : Outcome::kLeaseLost;
+      continue;
+    }
+    MsgState& m = it->second;
+    if (!m.leased || m.lease_gen != f->lease_gen) {
+      outcomes[i].outcome = Outcome::kLeaseLost;
+      continue;
+    }
+    outcomes[i].outcome = Outcome::kOk;
+    IndexRemoveLocked(q, f->seq, m);
+    switch (op) {
+      case ReceiptOp::kAck:
+        q.messages.erase(it);
+        deleted.push_back(f->seq);
+        continue;
+      case ReceiptOp::kNack:
+        m.leased = false;
+        m.visible_at = now + duration_ms;
+        wake = wake || duration_ms == 0;
+        break;
+      case ReceiptOp::kExtend:
+        m.visible_at = now + duration_ms;
+        outcomes[i].lease_deadline_ms = m.visible_at;
+        break;
+    }
+    IndexAddLocked(q, f->seq, m);
+    updated.emplace_back(f->seq, ToRecord(m).SerializeAsString());
+  }
+  q.counters[static_cast<int>(Counter::kAcked)] += deleted.size();
+  std::vector<uint64_t> wake_queues;
+  if (wake) wake_queues.push_back(q.id);
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        for (uint64_t seq : deleted) {
+          std::string key = MessageKey(q.id, seq);
+          b.Delete(messages_cf_, key);
+          b.Delete(state_cf_, key);
+        }
+        for (auto& [seq, state] : updated) b.Put(state_cf_, MessageKey(q.id, seq), state);
+        MergeCounter(b, q.id, Counter::kAcked, static_cast<int64_t>(deleted.size()));
+      },
+      [this, outcomes = std::move(outcomes), wake_queues = std::move(wake_queues),
+       done = std::move(done)](const absl::Status& s) mutable {
+        AfterCommit(s, {}, wake_queues);
+        if (!s.ok()) return done(s);
+        done(std::move(outcomes));
+      });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PeekResult> EngineImpl::Peek(std::string_view queue, uint32_t max_messages,
+                                            std::string_view start_after) {
+  if (auto s = ValidatePeek(max_messages, start_after); !s.ok()) return s;
+  if (max_messages == 0) max_messages = Limits::kDefaultPeek;
+  PeekResult result;
+  uint64_t queue_id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return Closing();
+    auto found = FindLocked(queue);
+    if (!found.ok()) return found.status();
+    Queue& q = **found;
+    queue_id = q.id;
+    int64_t now = clock_->NowMillis();
+    auto it = start_after.empty() ? q.messages.begin()
+                                  : q.messages.upper_bound(*ParseMessageId(start_after));
+    uint64_t bytes = 0;
+    for (; it != q.messages.end(); ++it) {
+      const MsgState& m = it->second;
+      if (m.pending) continue;
+      if (result.messages.size() == max_messages ||
+          (!result.messages.empty() && bytes + m.size > kMaxResponseBytes)) {
+        result.next_start_after = result.messages.back().message_id;
+        break;
+      }
+      bytes += m.size;
+      PeekedMessage& out = result.messages.emplace_back();
+      out.message_id = FormatMessageId(it->first);
+      out.state = m.visible_at <= now ? MessageState::kReady
+                  : m.leased          ? MessageState::kLeased
+                                      : MessageState::kDelayed;
+      out.delivery_count = m.delivery_count;
+      out.enqueue_time_ms = m.enqueue_time;
+      out.visible_time_ms = m.visible_at;
+    }
+  }
+  size_t n = result.messages.size();
+  std::vector<std::string> keys(n);
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t k = 0; k < n; ++k) {
+    keys[k] = MessageKey(queue_id, *ParseMessageId(result.messages[k].message_id));
+    slices[k] = keys[k];
+  }
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());
+  std::vector<PeekedMessage> kept;
+  kept.reserve(n);
+  storage::MessageRecord record;
+  for (size_t k = 0; k < n; ++k) {
+    if (statuses[k].IsNotFound()) continue;  // removed since we looked
+    if (!statuses[k].ok()) return FromRocks(statuses[k], "reading a message");
+    if (!record.ParseFromArray(values[k].data(), static_cast<int>(values[k].size()))) {
+      return absl::DataLossError("a stored message record is damaged");
+    }
+    PeekedMessage& out = result.messages[k];
+    out.payload = std::move(*record.mutable_payload());
+    out.attributes.insert(record.attributes().begin(), record.attributes().end());
+    out.dead_letter_source_queue = record.dead_letter_source_queue();
+    if (record.dead_letter_source_seq() != 0) {
+      out.dead_letter_source_id = FormatMessageId(record.dead_letter_source_seq());
+    }
+    kept.push_back(std::move(out));
+  }
+  result.messages = std::move(kept);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background work
+
+int64_t EngineImpl::TickInternal() {
+  Jobs jobs;
+  std::vector<std::shared_ptr<LeaseWait>> timed_out;
+  int64_t steady = clock_->SteadyMicros();
+  int64_t next_due = steady + 1'000'000;  // stats refresh, retention and dedup: once a second
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return next_due;
+    int64_t now = clock_->NowMillis();
+    for (auto& [id, qp] : queues_) {
+      Queue& q = *qp;
+      RefreshSplitLocked(q, now);
+      if (!q.waiters.empty()) {
+        for (auto it = q.waiters.begin(); it != q.waiters.end();) {
+          LeaseWait& w = **it;
+          if (w.state == LeaseWait::State::kWaiting && w.deadline_us <= steady) {
+            w.state = LeaseWait::State::kDone;
+            --num_waiters_;
+            timed_out.push_back(*it);
+            it = q.waiters.erase(it);
+          } else {
+            if (w.state == LeaseWait::State::kWaiting) next_due = std::min(next_due, w.deadline_us);
+            ++it;
+          }
+        }
+        ServeWaitersLocked(q, now, &jobs);
+        if (!q.waiters.empty() && !q.index.empty()) {
+          // Wake when the first lease or delay ends.
+          int64_t ahead_ms = std::max<int64_t>(q.index.begin()->first - now, 0);
+          next_due = std::min(next_due, steady + ahead_ms * 1000);
+        }
+      }
+
+      // Retention: messages are in enqueue order, so the expired ones are at the front.
+      std::vector<uint64_t> expired;
+      if (*q.config.retention_ms > 0) {
+        for (auto it = q.messages.begin();
+             it != q.messages.end() && expired.size() < static_cast<size_t>(options_.background_batch);
+             ++it) {
+          if (it->second.pending || it->second.enqueue_time + *q.config.retention_ms > now) break;
+          expired.push_back(it->first);
+        }
+        for (uint64_t seq : expired) {
+          IndexRemoveLocked(q, seq, q.messages.at(seq));
+          q.messages.erase(seq);
+        }
+        q.counters[static_cast<int>(Counter::kExpired)] += expired.size();
+      }
+      // Dedup ids past their window.
+      std::vector<std::string> forgotten;
+      while (!q.dedup_order.empty() &&
+             forgotten.size() < static_cast<size_t>(options_.background_batch) &&
+             q.dedup_order.front().first <= now) {
+        auto& [expire_at, dedup_id] = q.dedup_order.front();
+        auto it = q.dedup.find(dedup_id);
+        if (it != q.dedup.end() && it->second.expire_at == expire_at) {
+          q.dedup.erase(it);
+          forgotten.push_back(std::move(dedup_id));
+        }
+        q.dedup_order.pop_front();
+      }
+      if (!expired.empty() || !forgotten.empty()) {
+        pipeline_->Submit(
+            [&](rocksdb::WriteBatch& b) {
+              for (uint64_t seq : expired) {
+                std::string key = MessageKey(q.id, seq);
+                b.Delete(messages_cf_, key);
+                b.Delete(state_cf_, key);
+              }
+              MergeCounter(b, q.id, Counter::kExpired, static_cast<int64_t>(expired.size()));
+              for (const std::string& dedup_id : forgotten) {
+                b.Delete(dedup_cf_, DedupKey(q.id, dedup_id));
+              }
+            },
+            [](const absl::Status&) {});
+      }
+    }
+  }
+  for (auto& w : timed_out) w->done(std::vector<LeasedMessage>{});
+  for (auto& job : jobs) ReadPayloads(job);
+  return next_due;
+}
+
+void EngineImpl::BackgroundLoop() {
+  for (;;) {
+    int64_t next_due = TickInternal();
+    // Never sleep longer than 50 ms, so a wait that was registered while we slept, or a clock
+    // that moved, is noticed promptly.
+    int64_t sleep_us = std::clamp<int64_t>(next_due - clock_->SteadyMicros(), 0, 50'000);
+    absl::MutexLock lock(&bg_mu_);
+    if (bg_stop_) return;
+    if (sleep_us > 0) bg_cv_.WaitWithTimeout(&bg_mu_, absl::Microseconds(sleep_us));
+    if (bg_stop_) return;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Options& options,
+                                                     std::shared_ptr<Clock> clock) {
+  if (auto s = ValidateOptions(options); !s.ok()) return s;
+  if (!clock) clock = SystemClock();
+  auto engine = std::make_unique<EngineImpl>(options, std::move(clock));
+  if (auto s = engine->OpenStore(); !s.ok()) return s;
+  engine->StartBackground();
+  return engine;
+}
+
+}  // namespace spool::engine
