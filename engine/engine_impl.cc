@@ -899,6 +899,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
   std::vector<EnqueueResult> results(entries.size());
   std::vector<size_t> fresh;
   absl::flat_hash_map<std::string_view, size_t> in_request;  // dedup_id -> entry index
+  std::vector<std::pair<size_t, size_t>> duplicate_of;       // (entry, earlier entry)
   for (size_t i = 0; i < entries.size(); ++i) {
     const std::string& dedup_id = entries[i].dedup_id;
     if (!dedup_id.empty()) {
@@ -907,13 +908,12 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
         continue;
       }
       if (auto r = in_request.find(dedup_id); r != in_request.end()) {
-        results[i] = {results[r->second].message_id, true};
+        duplicate_of.emplace_back(i, r->second);
         continue;
       }
       in_request.emplace(dedup_id, i);
     }
-    fresh.push_back(i);
-    results[i].message_id = "";  // assigned below
+    fresh.push_back(i);  // its id is assigned below
   }
   if (q.config.max_depth > 0 && q.messages.size() + fresh.size() > q.config.max_depth) {
     return absl::ResourceExhaustedError(Cat(
@@ -944,6 +944,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
       q.dedup_order.emplace_back(expire_at, e.dedup_id);
     }
   }
+  for (auto [i, first_i] : duplicate_of) results[i] = {results[first_i].message_id, true};
   q.counters[static_cast<int>(Counter::kEnqueued)] += fresh.size();
   pipeline_->Submit(
       [&](rocksdb::WriteBatch& b) {
@@ -1182,8 +1183,6 @@ std::shared_ptr<LeaseWait> EngineImpl::Lease(LeaseRequest request,
   } else if (wait) {
     absl::MutexLock lock(&bg_mu_);
     bg_cv_.Signal();  // the background thread recomputes when to wake
-  } else {
-    done(std::vector<LeasedMessage>{});
   }
   return wait;
 }
@@ -1210,6 +1209,14 @@ absl::Status EngineImpl::LeaseLocked(const LeaseRequest& request,
     q.waiters.push_back(w);
     ++num_waiters_;
     *wait = std::move(w);
+  } else if (!*job) {
+    // Nothing to lease. Reply through the pipeline all the same, so the reply comes after any
+    // dead-lettering this call decided is durable, as every other reply does.
+    pipeline_->Submit([](rocksdb::WriteBatch&) {},
+                      [done = std::move(done)](const absl::Status& s) {
+                        if (!s.ok()) return done(s);
+                        done(std::vector<LeasedMessage>{});
+                      });
   }
   return absl::OkStatus();
 }

@@ -1,0 +1,167 @@
+// Long-polling Leases: woken by enqueue, by an ended lease, by an ended delay; timing out;
+// cancelled; ended by Close. Time is a ManualClock; the waits below only wait for the engine's
+// own threads to deliver a callback, never for time to pass.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+
+#include "tests/engine/engine_fixture.h"
+
+namespace spool::engine {
+namespace {
+
+using Result = absl::StatusOr<std::vector<LeasedMessage>>;
+
+struct Waiter {
+  std::shared_ptr<std::promise<Result>> promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  std::shared_ptr<LeaseWait> handle;
+
+  bool Ready() { return future.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready; }
+  Result Get() {
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return future.get();
+  }
+};
+
+class EngineWaitTest : public EngineFixture {
+ protected:
+  std::unique_ptr<Waiter> Wait(const std::string& queue, int64_t wait_ms, uint32_t max = 1) {
+    auto w = std::make_unique<Waiter>();
+    LeaseRequest r;
+    r.queue = queue;
+    r.max_messages = max;
+    r.wait_ms = wait_ms;
+    auto p = w->promise;
+    w->handle = engine_->Lease(r, [p](Result res) { p->set_value(std::move(res)); });
+    return w;
+  }
+};
+
+TEST_F(EngineWaitTest, EnqueueWakesAWaiter) {
+  Create("jobs");
+  auto w = Wait("jobs", 20'000);
+  EXPECT_FALSE(w->Ready());
+  Send("jobs", {"hello"});
+  Result r = w->Get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].payload, "hello");
+  EXPECT_EQ((*r)[0].delivery_count, 1u);
+}
+
+TEST_F(EngineWaitTest, TimesOutEmpty) {
+  Create("jobs");
+  auto w = Wait("jobs", 5'000);
+  Advance(4'999);
+  EXPECT_FALSE(w->Ready());
+  Advance(1);
+  Result r = w->Get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+  Send("jobs", {"late"});
+  EXPECT_EQ(Take("jobs").size(), 1u);  // nothing was leased for the finished wait
+}
+
+TEST_F(EngineWaitTest, AnEndedLeaseWakesAWaiter) {
+  Create("jobs");
+  Send("jobs", {"a"});
+  auto first = Take("jobs", 1, 3'000);
+  auto w = Wait("jobs", 20'000);
+  Advance(2'999);
+  EXPECT_FALSE(w->Ready());
+  Advance(1);
+  Result r = w->Get();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].delivery_count, 2u);
+}
+
+TEST_F(EngineWaitTest, AnEndedDelayWakesAWaiter) {
+  Create("jobs");
+  Send("jobs", {"later"}, 4'000);
+  auto w = Wait("jobs", 20'000);
+  Advance(3'000);
+  EXPECT_FALSE(w->Ready());
+  Advance(1'000);
+  EXPECT_EQ(w->Get()->size(), 1u);
+}
+
+TEST_F(EngineWaitTest, NackWakesAWaiter) {
+  Create("jobs");
+  Send("jobs", {"a"});
+  auto m = Take("jobs");
+  auto w = Wait("jobs", 20'000);
+  NackOne("jobs", m[0].receipt);
+  EXPECT_EQ(w->Get()->size(), 1u);
+}
+
+TEST_F(EngineWaitTest, CancelEndsTheWaitWithCancelled) {
+  Create("jobs");
+  auto w = Wait("jobs", 20'000);
+  engine_->CancelLease(w->handle);
+  EXPECT_EQ(w->Get().status().code(), absl::StatusCode::kCancelled);
+  engine_->CancelLease(w->handle);  // a second cancel is harmless
+  Send("jobs", {"a"});
+  EXPECT_EQ(Take("jobs").size(), 1u);  // the cancelled wait leased nothing
+}
+
+TEST_F(EngineWaitTest, CloseEndsWaitsEmpty) {
+  Create("jobs");
+  auto w = Wait("jobs", 20'000);
+  engine_->Close();
+  Result r = w->Get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+  EXPECT_EQ(engine_->GetQueue("jobs").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EngineWaitTest, DeleteQueueEndsWaitsWithNotFound) {
+  Create("jobs");
+  auto w = Wait("jobs", 20'000);
+  ASSERT_TRUE(DeleteQueueSync(*engine_, "jobs").ok());
+  EXPECT_EQ(w->Get().status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineWaitTest, ManyWaitersAreServedInArrivalOrder) {
+  Create("jobs");
+  std::vector<std::unique_ptr<Waiter>> waiters;
+  for (int i = 0; i < 500; ++i) waiters.push_back(Wait("jobs", 30'000));
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 300; ++i) payloads.push_back("m" + std::to_string(i));
+  Send("jobs", payloads);
+  std::set<std::string> got;
+  for (int i = 0; i < 300; ++i) {
+    Result r = waiters[i]->Get();
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->size(), 1u) << i;
+    got.insert((*r)[0].payload);
+  }
+  EXPECT_EQ(got.size(), 300u);  // each message to exactly one waiter
+  for (int i = 300; i < 500; ++i) EXPECT_FALSE(waiters[i]->Ready());
+  Advance(30'000);
+  for (int i = 300; i < 500; ++i) EXPECT_TRUE(waiters[i]->Get()->empty());
+}
+
+class EngineFewWaitersTest : public EngineWaitTest {
+  Options MakeOptions() override {
+    Options o = EngineWaitTest::MakeOptions();
+    o.max_waiters = 2;
+    return o;
+  }
+};
+
+TEST_F(EngineFewWaitersTest, BeyondMaxWaitersLeaseReturnsAtOnce) {
+  Create("jobs");
+  auto a = Wait("jobs", 20'000);
+  auto b = Wait("jobs", 20'000);
+  auto c = Wait("jobs", 20'000);
+  Result r = c->Get();  // did not wait
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->empty());
+  EXPECT_FALSE(a->Ready());
+  EXPECT_FALSE(b->Ready());
+}
+
+}  // namespace
+}  // namespace spool::engine
