@@ -159,12 +159,13 @@ struct LeaseJob {
   std::vector<bool> found;
   Callback<std::vector<LeasedMessage>> done;
   absl::Status commit_status;
+  absl::Status read_status;
   std::atomic<int> remaining{2};
 
   void PartDone() {
     if (remaining.fetch_sub(1) != 1) return;
-    if (!commit_status.ok()) {
-      done(commit_status);
+    if (!commit_status.ok() || !read_status.ok()) {
+      done(!commit_status.ok() ? commit_status : read_status);
       return;
     }
     std::vector<LeasedMessage> out;
@@ -318,6 +319,11 @@ class EngineImpl final : public Engine {
   uint64_t next_queue_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t num_waiters_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Reads outside mu_ (payloads for Lease and Peek) hold this shared; Close takes it exclusive
+  // before it frees the store, and sets db_closed_.
+  absl::Mutex db_mu_;
+  bool db_closed_ ABSL_GUARDED_BY(db_mu_) = false;
 
   absl::Mutex bg_mu_;
   absl::CondVar bg_cv_;
@@ -571,6 +577,8 @@ void EngineImpl::Close() {
   }
   if (bg_thread_.joinable()) bg_thread_.join();
   if (pipeline_) pipeline_->Stop();
+  absl::MutexLock db_lock(&db_mu_);
+  db_closed_ = true;
   if (db_) {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
     handles_.clear();
@@ -1112,18 +1120,26 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
     keys[k] = MessageKey(job->queue_id, job->seqs[k]);
     slices[k] = keys[k];
   }
-  std::vector<rocksdb::PinnableSlice> values(n);
-  std::vector<rocksdb::Status> statuses(n);
-  db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());
-  storage::MessageRecord record;
-  for (size_t k = 0; k < n; ++k) {
-    // Not found: purged or deleted between the lease and this read; it is simply not returned.
-    if (!statuses[k].ok()) continue;
-    if (!record.ParseFromArray(values[k].data(), static_cast<int>(values[k].size()))) continue;
-    LeasedMessage& out = job->messages[k];
-    out.payload = std::move(*record.mutable_payload());
-    out.attributes.insert(record.attributes().begin(), record.attributes().end());
-    job->found[k] = true;
+  {
+    // Pinned values must be released before the store can close: all of it under db_mu_.
+    absl::ReaderMutexLock lock(&db_mu_);
+    if (db_closed_) {
+      job->read_status = Closing();
+    } else {
+      std::vector<rocksdb::PinnableSlice> values(n);
+      std::vector<rocksdb::Status> statuses(n);
+      db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());
+      storage::MessageRecord record;
+      for (size_t k = 0; k < n; ++k) {
+        // Not found: purged or deleted between the lease and this read; it is not returned.
+        if (!statuses[k].ok()) continue;
+        if (!record.ParseFromArray(values[k].data(), static_cast<int>(values[k].size()))) continue;
+        LeasedMessage& out = job->messages[k];
+        out.payload = std::move(*record.mutable_payload());
+        out.attributes.insert(record.attributes().begin(), record.attributes().end());
+        job->found[k] = true;
+      }
+    }
   }
   job->PartDone();
 }
@@ -1383,11 +1399,13 @@ absl::StatusOr<PeekResult> EngineImpl::Peek(std::string_view queue, uint32_t max
     keys[k] = MessageKey(queue_id, *ParseMessageId(result.messages[k].message_id));
     slices[k] = keys[k];
   }
+  std::vector<PeekedMessage> kept;
+  kept.reserve(n);
+  absl::ReaderMutexLock lock(&db_mu_);
+  if (db_closed_) return Closing();
   std::vector<rocksdb::PinnableSlice> values(n);
   std::vector<rocksdb::Status> statuses(n);
   db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());
-  std::vector<PeekedMessage> kept;
-  kept.reserve(n);
   storage::MessageRecord record;
   for (size_t k = 0; k < n; ++k) {
     if (statuses[k].IsNotFound()) continue;  // removed since we looked

@@ -1,0 +1,98 @@
+// spoold: flags, signals, start-up and shutdown order. Everything else lives in server.cc and
+// the engine.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "server/server.h"
+
+namespace {
+
+bool IsLoopback(const std::string& listen) {
+  return listen.rfind("127.", 0) == 0 || listen.rfind("localhost:", 0) == 0 ||
+         listen.rfind("[::1]:", 0) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spool::server::ServerOptions options;
+  options.engine.data_dir = "spool-data";
+  std::string durability = "sync";
+  std::string port_file;
+
+  CLI::App app{"spoold: the Spool queue server (spool.v1.QueueService over gRPC)."};
+  app.footer(
+      "Example:\n  spoold --listen 127.0.0.1:7420 --data-dir /var/lib/spool\n\n"
+      "gRPC 1.51 as shipped by Debian 12 has known denial-of-service CVEs: keep the port on\n"
+      "loopback or a private network, or behind a maintained proxy (see README).");
+  app.add_option("--listen", options.listen, "HOST:PORT to serve on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--data-dir", options.engine.data_dir, "Directory of the store")
+      ->capture_default_str();
+  app.add_option("--durability", durability,
+                 "sync: fsync every change before replying (survives power loss); async: write "
+                 "the log without fsync (survives a crash of spoold, not of the machine)")
+      ->check(CLI::IsMember({"sync", "async"}))
+      ->capture_default_str();
+  app.add_option("--max-request-bytes", options.max_request_bytes,
+                 "Largest request accepted; larger ones get RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(int64_t{1} << 20, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--max-waiting-leases", options.engine.max_waiters,
+                 "Most Lease calls waiting at once; beyond it a Lease returns at once")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  app.add_option("--max-streams-per-connection", options.max_streams_per_connection,
+                 "Most concurrent calls on one client connection")
+      ->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  app.add_option("--port-file", port_file,
+                 "Write the port served on to this file once SERVING (useful with port 0)");
+  CLI11_PARSE(app, argc, argv);
+  options.engine.durability = durability == "sync" ? spool::engine::Durability::kSync
+                                                   : spool::engine::Durability::kAsync;
+  options.engine.log = [](const std::string& line) {
+    std::fprintf(stderr, "spoold: %s\n", line.c_str());
+  };
+
+  // Signals are taken by sigwait below, never by a handler in some other thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (!IsLoopback(options.listen)) {
+    std::fprintf(stderr,
+                 "spoold: warning: serving on %s, beyond loopback, without TLS or tokens. "
+                 "Keep it on a private network or behind a proxy (README \"Exposure\").\n",
+                 options.listen.c_str());
+  }
+  auto server = spool::server::Server::Start(options, spool::engine::SystemClock());
+  if (!server.ok()) {
+    std::fprintf(stderr, "spoold: %s\n", std::string(server.status().message()).c_str());
+    return 1;
+  }
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  std::fprintf(stderr, "spoold: serving spool.v1.QueueService on %s:%d, data directory %s, "
+               "durability %s\n",
+               host.c_str(), (*server)->port(),
+               std::filesystem::absolute(options.engine.data_dir).c_str(), durability.c_str());
+  if (!port_file.empty()) {
+    std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::filesystem::rename(tmp, port_file);
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "spoold: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown();
+  std::fprintf(stderr, "spoold: stopped\n");
+  return 0;
+}

@@ -1,0 +1,100 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "engine/strings.h"
+
+namespace spool::server {
+
+using engine::Cat;
+
+namespace {
+constexpr char kServiceName[] = "spool.v1.QueueService";
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      std::shared_ptr<engine::Clock> clock) {
+  if (options.max_request_bytes < (1 << 20) || options.max_request_bytes > (1 << 30)) {
+    return absl::InvalidArgumentError("max_request_bytes: must be between 1MiB and 1GiB");
+  }
+  if (options.max_streams_per_connection < 1 || options.max_streams_per_connection > 100000) {
+    return absl::InvalidArgumentError(
+        "max_streams_per_connection: must be between 1 and 100000");
+  }
+  std::unique_ptr<Server> s(new Server());
+  auto engine = engine::Engine::Open(options.engine, std::move(clock));
+  if (!engine.ok()) return engine.status();
+  s->engine_ = std::move(*engine);
+  s->service_ = std::make_unique<QueueService>(s->engine_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_request_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(options.max_streams_per_connection));
+  // Long polls sit quiet for up to a minute: keep connections alive, and accept the clients'
+  // keepalive pings without calling them abusive.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) {
+    s->engine_->Close();
+    return absl::UnavailableError(
+        Cat("cannot listen on ", options.listen, " (in use, or not an address of this machine)"));
+  }
+  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus(kServiceName, true);
+  s->health_thread_ = std::thread([p = s.get()] { p->WatchHealth(); });
+  return s;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::WatchHealth() {
+  bool serving = true;
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(200));
+    if (stopping_) break;
+    bool ok = engine_->Health().ok();
+    if (ok != serving) {
+      serving = ok;
+      server_->GetHealthCheckService()->SetServingStatus(ok);
+      server_->GetHealthCheckService()->SetServingStatus(kServiceName, ok);
+      std::fprintf(stderr, "spoold: health %s: %s\n", ok ? "SERVING" : "NOT_SERVING",
+                   std::string(engine_->Health().message()).c_str());
+    }
+  }
+}
+
+void Server::Shutdown(std::chrono::milliseconds grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (health_thread_.joinable()) health_thread_.join();
+  if (server_) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
+  }
+  // Closing the engine first ends waiting Leases and completes every accepted call, so the
+  // gRPC shutdown below has nothing left to wait for; calls that arrive meanwhile get
+  // UNAVAILABLE.
+  if (engine_) engine_->Close();
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    server_->Wait();
+  }
+}
+
+}  // namespace spool::server

@@ -1,0 +1,61 @@
+// A running spoold: the engine, the gRPC server on its port with the queue service, health and
+// reflection, and a watcher that turns health NOT_SERVING after a storage error. main.cc and
+// the integration tests start it the same way.
+#ifndef SPOOL_SERVER_SERVER_H_
+#define SPOOL_SERVER_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/engine.h"
+#include "server/service.h"
+
+namespace spool::server {
+
+struct ServerOptions {
+  // HOST:PORT to listen on; port 0 picks a free one (see Server::port()). Default: loopback.
+  std::string listen = "127.0.0.1:7420";
+  engine::Options engine;
+  // Largest request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Range 1 MiB ..
+  // 1 GiB. Default: 32 MiB (enough for 7 maximum-size messages in one Enqueue).
+  int64_t max_request_bytes = 32 << 20;
+  // Most concurrent calls on one connection. Range 1 .. 100,000. Default: 1,000.
+  int64_t max_streams_per_connection = 1000;
+};
+
+class Server {
+ public:
+  // Opens the engine, starts serving, and marks health SERVING. Errors name the failed step.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options,
+                                                       std::shared_ptr<engine::Clock> clock);
+  ~Server();  // Shutdown()
+
+  int port() const { return port_; }
+  engine::Engine& engine() { return *engine_; }
+
+  // Health NOT_SERVING; ends waiting Leases (they return what they have); writes out every
+  // accepted change; stops the gRPC server (calls still running after `grace` are cancelled);
+  // closes the store. Idempotent.
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+ private:
+  Server() = default;
+  void WatchHealth();
+
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<QueueService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread health_thread_;
+};
+
+}  // namespace spool::server
+
+#endif  // SPOOL_SERVER_SERVER_H_
