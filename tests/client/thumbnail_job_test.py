@@ -19,11 +19,14 @@ BIN = os.environ.get("SPOOL_BIN_DIR", os.path.join(SOURCE, "build", "bin"))
 
 
 def generate_stubs(out_dir):
-    subprocess.run(
-        ["protoc", f"--proto_path={SOURCE}/proto", f"--python_out={out_dir}",
-         f"--grpc_out={out_dir}", "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
-         f"{SOURCE}/proto/spool/v1/queue.proto"],
-        check=True)
+    def protoc(proto_path, proto):
+        subprocess.run(
+            ["protoc", f"--proto_path={proto_path}", f"--python_out={out_dir}",
+             f"--grpc_out={out_dir}", "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+             proto],
+            check=True)
+    protoc(f"{SOURCE}/proto", f"{SOURCE}/proto/spool/v1/queue.proto")
+    protoc(f"{SOURCE}/tests", f"{SOURCE}/tests/reflection.proto")
     for d in ("spool", "spool/v1"):
         open(os.path.join(out_dir, d, "__init__.py"), "a").close()
     sys.path.insert(0, out_dir)
@@ -90,6 +93,16 @@ class ThumbnailJobTest(unittest.TestCase):
         self.assertEqual(q.stats.acked_total, 1)
         self.assertEqual(q.config.visibility_timeout.seconds, 30)  # default filled in
         self.assertEqual(stub.GetQueue(pb.GetQueueRequest(name="done")).stats.ready, 1)
+
+    def test_server_reflection_lists_the_service(self):
+        import reflection_pb2
+        import reflection_pb2_grpc
+        stub = reflection_pb2_grpc.ServerReflectionStub(self.channel)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        self.assertIn("spool.v1.QueueService", names)
+        self.assertIn("grpc.health.v1.Health", names)
 
     def test_errors_carry_codes_and_field_names(self):
         with self.assertRaises(grpc.RpcError) as e:

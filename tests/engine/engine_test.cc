@@ -475,6 +475,17 @@ TEST_F(EngineTest, PeekListsInIdOrderWithStatesAndChangesNothing) {
   EXPECT_EQ(Payloads(Take("jobs", 10)), (Strings{"b", "c"}));
 }
 
+TEST_F(EngineTest, PeekPagesOfAHundredByDefault) {
+  Create("jobs");
+  Send("jobs", std::vector<std::string>(150, "m"));
+  auto first = engine_->Peek("jobs", 0, "");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->messages.size(), 100u);
+  auto second = engine_->Peek("jobs", 0, first->next_start_after);
+  EXPECT_EQ(second->messages.size(), 50u);
+  EXPECT_TRUE(second->next_start_after.empty());
+}
+
 TEST_F(EngineTest, ListQueuesPagesByName) {
   for (std::string n : {"b", "a", "c", "ab", "x"}) Create(n);
   auto page = engine_->ListQueues("", 2, "");
@@ -540,6 +551,31 @@ TEST_F(EngineTest, LargeLeaseResponsesAreCappedButNeverEmpty) {
   ASSERT_EQ(first.size(), 1u);  // one message over the cap still comes back
   EXPECT_EQ(first[0].payload.size(), 4u * 1024 * 1024);
   EXPECT_EQ(Take("big", 10).size(), 1u);
+}
+
+class EngineSmallBatchTest : public EngineFixture {
+  Options MakeOptions() override {
+    Options o = EngineFixture::MakeOptions();
+    o.background_batch = 10;
+    return o;
+  }
+};
+
+TEST_F(EngineSmallBatchTest, RetentionWorkIsBoundedPerPass) {
+  QueueConfig c;
+  c.retention_ms = kMinute;
+  Create("jobs", c);
+  Send("jobs", std::vector<std::string>(25, "m"));
+  clock_->AdvanceMillis(kMinute);
+  engine_->Tick();
+  EXPECT_EQ(Stats("jobs").total, 15u);
+  engine_->Tick();
+  engine_->Tick();
+  EXPECT_EQ(Stats("jobs").total, 0u);
+  EXPECT_EQ(Stats("jobs").expired_total, 25u);
+  Reopen();
+  EXPECT_EQ(Stats("jobs").total, 0u);
+  EXPECT_EQ(Stats("jobs").expired_total, 25u);
 }
 
 }  // namespace

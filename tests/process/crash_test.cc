@@ -104,10 +104,13 @@ TEST(CrashTest, KillNineKeepsAcknowledgedWorkAndLeases) {
   EXPECT_EQ(returned, held);
 }
 
-// Producers and a consumer run flat out while spoold is killed, three times over.
-TEST(CrashTest, KillNineUnderLoadLosesNothingAcknowledged) {
+// Producers and a consumer run flat out while spoold is killed, three times over, in each
+// durability mode (a kill -9 loses nothing in either).
+class KillUnderLoadTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KillUnderLoadTest, LosesNothingAcknowledged) {
   spool::testing::TempDir dir;
-  SpooldProcess spoold(dir.path() + "/data");
+  SpooldProcess spoold(dir.path() + "/data", {"--durability", GetParam()});
   ASSERT_TRUE(spoold.Start()) << spoold.Log();
   ASSERT_TRUE(spool::testing::CreateQueue(*spool::testing::StubFor(spoold.port()), "jobs").ok());
   std::mt19937 rng(42);
@@ -177,6 +180,8 @@ TEST(CrashTest, KillNineUnderLoadLosesNothingAcknowledged) {
   v1::Queue q = spool::testing::GetQueue(*stub, "jobs");
   EXPECT_EQ(q.stats().total(), present.size());
 }
+
+INSTANTIATE_TEST_SUITE_P(Durability, KillUnderLoadTest, ::testing::Values("sync", "async"));
 
 TEST(ProcessTest, ASecondSpooldOnTheSameDirectoryExitsAtOnce) {
   spool::testing::TempDir dir;

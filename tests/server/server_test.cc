@@ -12,7 +12,7 @@
 #include <mutex>
 
 #include "grpcpp/health_check_service_interface.h"
-#include "src/proto/grpc/health/v1/health.grpc.pb.h"
+#include "src/proto/grpc/health/health.grpc.pb.h"
 #include "tests/grpc_util.h"
 #include "tests/test_util.h"
 
@@ -349,6 +349,20 @@ TEST_F(ServerTest, HealthIsServing) {
     ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   }
+}
+
+TEST_F(ServerTest, LeaseWithoutMaxMessagesTakesOne) {
+  ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "jobs").ok());
+  spool::testing::Enqueue(*stub_, "jobs", {"a", "b"});
+  grpc::ClientContext ctx;
+  v1::LeaseRequest req;
+  req.set_queue("jobs");
+  v1::LeaseResponse resp;
+  ASSERT_TRUE(stub_->Lease(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.messages_size(), 1);
+  EXPECT_EQ(resp.messages(0).payload(), "a");
+  // And the lease length is the queue's default.
+  EXPECT_NEAR(resp.messages(0).lease_deadline().seconds() - std::time(nullptr), 30, 2);
 }
 
 TEST_F(ServerTest, ShutdownEndsWaitingLeasesEmptyAndRefusesNewCalls) {
