@@ -45,7 +45,7 @@ enum class Counter : uint8_t {
 inline constexpr int kCounterCount = 8;  // indexable by static_cast<int>(Counter)
 std::string CounterKey(uint64_t queue_id, Counter counter);
 std::string CounterPrefix(uint64_t queue_id);  // "c" + queue_id
-std::string EncodeInt64(int64_t value);          // 8 bytes, little-endian
+std::string EncodeInt64(int64_t value);        // 8 bytes, little-endian
 std::optional<int64_t> DecodeInt64(std::string_view in);
 
 // messages and state families: queue_id + seq.

@@ -26,7 +26,6 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "engine/strings.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/check.h"
 #include "engine/coding.h"
@@ -34,6 +33,7 @@
 #include "engine/engine.h"
 #include "engine/receipt.h"
 #include "engine/storage.pb.h"
+#include "engine/strings.h"
 #include "engine/validate.h"
 #include "rocksdb/db.h"
 #include "rocksdb/merge_operator.h"
@@ -69,10 +69,10 @@ struct MsgState {
   int64_t visible_at = 0;  // wall ms: lease deadline, or when it becomes/became ready
   int64_t enqueue_time = 0;
   uint32_t delivery_count = 0;
-  uint32_t size = 0;       // payload plus attribute bytes
+  uint32_t size = 0;  // payload plus attribute bytes
   uint32_t lease_gen = 0;
-  bool leased = false;     // the receipt of lease_gen is live
-  bool pending = false;    // enqueue not yet durable
+  bool leased = false;   // the receipt of lease_gen is live
+  bool pending = false;  // enqueue not yet durable
 };
 
 using IndexKey = std::pair<int64_t, uint64_t>;  // (visible_at, seq)
@@ -248,8 +248,7 @@ class EngineImpl final : public Engine {
   QueueInfo InfoLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void CountLocked(Queue& q, const MsgState& m, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void IndexAddLocked(Queue& q, uint64_t seq, const MsgState& m)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void IndexAddLocked(Queue& q, uint64_t seq, const MsgState& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void IndexRemoveLocked(Queue& q, uint64_t seq, const MsgState& m)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshSplitLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -260,8 +259,8 @@ class EngineImpl final : public Engine {
 
   // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
   // submits the writes. Returns nullptr when nothing was leased.
-  std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms,
-                                         int64_t now, Callback<std::vector<LeasedMessage>> done)
+  std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms, int64_t now,
+                                         Callback<std::vector<LeasedMessage>> done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the payloads of a job's messages, then completes its half. Call without mu_.
@@ -291,8 +290,7 @@ class EngineImpl final : public Engine {
   absl::Status EnqueueLocked(const std::string& queue, std::vector<EnqueueEntry>& entries,
                              Callback<std::vector<EnqueueResult>>& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status LeaseLocked(const LeaseRequest& request,
-                           Callback<std::vector<LeasedMessage>>& done,
+  absl::Status LeaseLocked(const LeaseRequest& request, Callback<std::vector<LeasedMessage>>& done,
                            std::shared_ptr<LeaseJob>* job, std::shared_ptr<LeaseWait>* wait)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns the steady time (us) by which Tick wants to run again.
@@ -360,12 +358,11 @@ absl::Status EngineImpl::OpenStore() {
     ::close(lock_fd_);
     lock_fd_ = -1;
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(
-          Cat("data directory ", options_.data_dir,
-                       " is in use by another spoold (it holds ", lock_path, ")"));
+      return absl::FailedPreconditionError(Cat("data directory ", options_.data_dir,
+                                               " is in use by another spoold (it holds ", lock_path,
+                                               ")"));
     }
-    return absl::FailedPreconditionError(
-        Cat("cannot lock ", lock_path, ": ", std::strerror(err)));
+    return absl::FailedPreconditionError(Cat("cannot lock ", lock_path, ": ", std::strerror(err)));
   }
 
   rocksdb::DBOptions db_options;
@@ -442,8 +439,8 @@ absl::Status EngineImpl::OpenStore() {
 
   absl::MutexLock lock(&mu_);
   int64_t now = clock_->NowMillis();
-  for (auto [key, target] : {std::pair{kNextQueueIdKey, &next_queue_id_},
-                             std::pair{kSeqReservedKey, &seq_reserved_}}) {
+  for (auto [key, target] :
+       {std::pair{kNextQueueIdKey, &next_queue_id_}, std::pair{kSeqReservedKey, &seq_reserved_}}) {
     s = db_->Get({}, default_cf_, key, &value);
     if (s.ok() && value.size() == 8) {
       *target = DecodeBigEndian64(value);
@@ -503,8 +500,7 @@ absl::Status EngineImpl::OpenStore() {
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto parts = ParseMessageKey(it->key().ToStringView());
       storage::StateRecord r;
-      if (!parts ||
-          !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      if (!parts || !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
         return absl::DataLossError("a message state record in the store is damaged");
       }
       if (q == nullptr || q->id != parts->queue_id) q = FindByIdLocked(parts->queue_id);
@@ -540,11 +536,10 @@ absl::Status EngineImpl::OpenStore() {
       std::sort(q->dedup_order.begin(), q->dedup_order.end());
     }
   }
-  pipeline_ = std::make_unique<CommitPipeline>(db_.get(),
-                                               options_.durability == Durability::kSync);
-  Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded,
-                   " messages", orphans ? Cat(", ", orphans, " orphaned states") : "",
-                   ", durability ", options_.durability == Durability::kSync ? "sync" : "async"));
+  pipeline_ = std::make_unique<CommitPipeline>(db_.get(), options_.durability == Durability::kSync);
+  Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
+          orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",
+          options_.durability == Durability::kSync ? "sync" : "async"));
   return absl::OkStatus();
 }
 
@@ -582,8 +577,7 @@ void EngineImpl::Close() {
   if (db_) {
     // A clean stop flushes the memtables, so the next open need not replay the log.
     if (rocksdb::Status s = db_->Flush(rocksdb::FlushOptions(), handles_); !s.ok()) {
-      Log(Cat("flush at close failed (the log will be replayed at the next open): ",
-              s.ToString()));
+      Log(Cat("flush at close failed (the log will be replayed at the next open): ", s.ToString()));
     }
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
     handles_.clear();
@@ -677,8 +671,7 @@ QueueInfo EngineImpl::InfoLocked(Queue& q, int64_t now) {
   return info;
 }
 
-void EngineImpl::MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c,
-                              int64_t delta) {
+void EngineImpl::MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c, int64_t delta) {
   if (delta != 0) b.Merge(default_cf_, CounterKey(queue_id, c), EncodeInt64(delta));
 }
 
@@ -719,8 +712,8 @@ absl::Status EngineImpl::SubmitAdminLocked(const std::string& name, const QueueC
                                            bool create, Callback<QueueInfo>& done) {
   if (closed_) return Closing();
   if (!c.dead_letter_queue.empty() && !by_name_.contains(c.dead_letter_queue)) {
-    return absl::InvalidArgumentError(Cat(
-        "config.dead_letter_queue: queue \"", c.dead_letter_queue, "\" does not exist"));
+    return absl::InvalidArgumentError(
+        Cat("config.dead_letter_queue: queue \"", c.dead_letter_queue, "\" does not exist"));
   }
   int64_t now = clock_->NowMillis();
   Queue* q = nullptr;
@@ -731,8 +724,8 @@ absl::Status EngineImpl::SubmitAdminLocked(const std::string& name, const QueueC
     if (existing != by_name_.end()) {
       q = existing->second;
       if (!(q->config == c)) {
-        return absl::AlreadyExistsError(Cat(
-            "queue \"", name, "\" already exists with a different config; use UpdateQueue"));
+        return absl::AlreadyExistsError(
+            Cat("queue \"", name, "\" already exists with a different config; use UpdateQueue"));
       }
       write = false;  // identical: return it, once anything pending about it is durable
     } else {
@@ -779,8 +772,7 @@ absl::StatusOr<QueueInfo> EngineImpl::GetQueue(std::string_view name) {
   return InfoLocked(**q, clock_->NowMillis());
 }
 
-absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix,
-                                                        uint32_t page_size,
+absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix, uint32_t page_size,
                                                         std::string_view page_token) {
   if (auto s = ValidateList(prefix, page_size, page_token); !s.ok()) return s;
   if (page_size == 0) page_size = Limits::kDefaultPageSize;
@@ -819,9 +811,9 @@ absl::Status EngineImpl::DeleteQueueLocked(const std::string& name, Callback<boo
   Queue* q = *found;
   for (auto& [other_name, other] : by_name_) {
     if (other != q && other->config.dead_letter_queue == name) {
-      return absl::FailedPreconditionError(Cat(
-          "queue \"", name, "\" is the dead-letter queue of \"", other_name,
-          "\"; change that queue's dead_letter_queue first"));
+      return absl::FailedPreconditionError(Cat("queue \"", name,
+                                               "\" is the dead-letter queue of \"", other_name,
+                                               "\"; change that queue's dead_letter_queue first"));
     }
   }
   for (auto& w : q->waiters) {
@@ -897,8 +889,7 @@ void EngineImpl::Enqueue(std::string queue, std::vector<EnqueueEntry> entries,
   if (!error.ok()) done(error);
 }
 
-absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
-                                       std::vector<EnqueueEntry>& entries,
+absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<EnqueueEntry>& entries,
                                        Callback<std::vector<EnqueueResult>>& done) {
   if (closed_) return Closing();
   auto found = FindLocked(queue);
@@ -929,10 +920,11 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue,
     fresh.push_back(i);  // its id is assigned below
   }
   if (q.config.max_depth > 0 && q.messages.size() + fresh.size() > q.config.max_depth) {
-    return absl::ResourceExhaustedError(Cat(
-        "queue \"", q.name, "\" is full: max_depth is ", q.config.max_depth, " and ",
-        q.messages.size(), " messages are stored; consumers are behind or max_depth is too "
-        "low"));
+    return absl::ResourceExhaustedError(
+        Cat("queue \"", q.name, "\" is full: max_depth is ", q.config.max_depth, " and ",
+            q.messages.size(),
+            " messages are stored; consumers are behind or max_depth is too "
+            "low"));
   }
   std::optional<uint64_t> reservation;
   uint64_t first = AllocSeqsLocked(fresh.size(), &reservation);
@@ -1004,8 +996,8 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   std::vector<uint64_t> take, dead;
   uint64_t bytes = 0;
   size_t scanned = 0;
-  for (auto it = q.index.begin(); it != q.index.end() && it->first <= now && take.size() < max &&
-                                  scanned < kMaxLeaseScan;
+  for (auto it = q.index.begin();
+       it != q.index.end() && it->first <= now && take.size() < max && scanned < kMaxLeaseScan;
        ++it, ++scanned) {
     const MsgState& m = q.messages.at(it->second);
     if (m.pending) continue;
@@ -1264,8 +1256,7 @@ void EngineImpl::Ack(std::string queue, std::vector<std::string> receipts,
 void EngineImpl::Nack(std::string queue, std::vector<std::string> receipts, int64_t delay_ms,
                       Callback<std::vector<ReceiptOutcome>> done) {
   if (auto s = ValidateNackDelay(delay_ms); !s.ok()) return done(s);
-  ReceiptCall(ReceiptOp::kNack, std::move(queue), std::move(receipts), delay_ms,
-              std::move(done));
+  ReceiptCall(ReceiptOp::kNack, std::move(queue), std::move(receipts), delay_ms, std::move(done));
 }
 
 void EngineImpl::ExtendLease(std::string queue, std::vector<std::string> receipts,
@@ -1471,7 +1462,8 @@ int64_t EngineImpl::TickInternal() {
       std::vector<uint64_t> expired;
       if (*q.config.retention_ms > 0) {
         for (auto it = q.messages.begin();
-             it != q.messages.end() && expired.size() < static_cast<size_t>(options_.background_batch);
+             it != q.messages.end() &&
+             expired.size() < static_cast<size_t>(options_.background_batch);
              ++it) {
           if (it->second.pending || it->second.enqueue_time + *q.config.retention_ms > now) break;
           expired.push_back(it->first);

@@ -4,10 +4,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "engine/strings.h"
 #include "engine/check.h"
 #include "engine/clock.h"
 #include "engine/options.h"
+#include "engine/strings.h"
 
 namespace spool::engine {
 namespace {
@@ -40,8 +40,8 @@ absl::Status ValidateOptions(const Options& options) {
         Cat("max_waiters: must be between 0 and 1000000 (got ", options.max_waiters, ")"));
   }
   if (options.background_batch < 1 || options.background_batch > 100'000) {
-    return absl::InvalidArgumentError(Cat(
-        "background_batch: must be between 1 and 100000 (got ", options.background_batch, ")"));
+    return absl::InvalidArgumentError(
+        Cat("background_batch: must be between 1 and 100000 (got ", options.background_batch, ")"));
   }
   return absl::OkStatus();
 }

@@ -20,9 +20,9 @@ constexpr size_t kEncodedBytes = (kRawBytes * 8 + 5) / 6;  // base64 without pad
 
 void Mac(const std::string& secret, std::string_view data, unsigned char out[32]) {
   unsigned int len = 0;
-  unsigned char* ok = HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-                           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
-                           &len);
+  unsigned char* ok =
+      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
   SPOOL_CHECK(ok != nullptr && len == 32, "HMAC-SHA256 failed");
 }
 
@@ -50,7 +50,9 @@ std::string ReceiptSigner::Sign(const ReceiptFields& fields) const {
 std::optional<ReceiptFields> ReceiptSigner::Verify(std::string_view receipt) const {
   if (receipt.size() != kEncodedBytes) return std::nullopt;
   std::string raw;
-  if (!absl::WebSafeBase64Unescape(absl::string_view(receipt.data(), receipt.size()), &raw) || raw.size() != kRawBytes) return std::nullopt;
+  if (!absl::WebSafeBase64Unescape(absl::string_view(receipt.data(), receipt.size()), &raw) ||
+      raw.size() != kRawBytes)
+    return std::nullopt;
   // Several encodings decode to the same bytes (the last character's spare bits); accept only
   // the one Sign produces, so that no altered receipt is accepted.
   if (absl::WebSafeBase64Escape(raw) != receipt) return std::nullopt;

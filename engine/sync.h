@@ -15,7 +15,8 @@ template <typename T, typename Call>
 absl::StatusOr<T> Await(Call&& call) {
   auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
   auto future = promise->get_future();
-  std::forward<Call>(call)([promise](absl::StatusOr<T> result) { promise->set_value(std::move(result)); });
+  std::forward<Call>(call)(
+      [promise](absl::StatusOr<T> result) { promise->set_value(std::move(result)); });
   return future.get();
 }
 
@@ -32,7 +33,7 @@ inline absl::StatusOr<uint64_t> PurgeQueueSync(Engine& e, std::string name) {
   return Await<uint64_t>([&](auto cb) { e.PurgeQueue(std::move(name), cb); });
 }
 inline absl::StatusOr<std::vector<EnqueueResult>> EnqueueSync(Engine& e, std::string queue,
-                                                             std::vector<EnqueueEntry> entries) {
+                                                              std::vector<EnqueueEntry> entries) {
   return Await<std::vector<EnqueueResult>>(
       [&](auto cb) { e.Enqueue(std::move(queue), std::move(entries), cb); });
 }
@@ -40,13 +41,13 @@ inline absl::StatusOr<std::vector<LeasedMessage>> LeaseSync(Engine& e, LeaseRequ
   return Await<std::vector<LeasedMessage>>([&](auto cb) { e.Lease(std::move(request), cb); });
 }
 inline absl::StatusOr<std::vector<ReceiptOutcome>> AckSync(Engine& e, std::string queue,
-                                                          std::vector<std::string> receipts) {
+                                                           std::vector<std::string> receipts) {
   return Await<std::vector<ReceiptOutcome>>(
       [&](auto cb) { e.Ack(std::move(queue), std::move(receipts), cb); });
 }
 inline absl::StatusOr<std::vector<ReceiptOutcome>> NackSync(Engine& e, std::string queue,
-                                                           std::vector<std::string> receipts,
-                                                           int64_t delay_ms) {
+                                                            std::vector<std::string> receipts,
+                                                            int64_t delay_ms) {
   return Await<std::vector<ReceiptOutcome>>(
       [&](auto cb) { e.Nack(std::move(queue), std::move(receipts), delay_ms, cb); });
 }

@@ -43,8 +43,8 @@ struct QueueConfig {
   std::string dead_letter_queue;
   std::optional<int64_t> retention_ms;  // 0 = keep until acked
   std::optional<int64_t> delay_ms;
-  uint32_t max_payload_bytes = 0;       // 0 = default
-  uint64_t max_depth = 0;               // 0 = unlimited
+  uint32_t max_payload_bytes = 0;  // 0 = default
+  uint64_t max_depth = 0;          // 0 = unlimited
   std::optional<int64_t> dedup_window_ms;
 
   bool operator==(const QueueConfig&) const = default;

@@ -1,7 +1,7 @@
 #include "engine/validate.h"
 
-#include "engine/strings.h"
 #include "engine/coding.h"
+#include "engine/strings.h"
 
 namespace spool::engine {
 namespace {
@@ -12,15 +12,15 @@ absl::Status Invalid(std::string_view field, std::string_view problem) {
 
 absl::Status CheckRange(std::string_view field, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
-    return Invalid(field, Cat("must be between ", FormatDuration(lo), " and ",
-                                       FormatDuration(hi), " (got ", FormatDuration(value), ")"));
+    return Invalid(field, Cat("must be between ", FormatDuration(lo), " and ", FormatDuration(hi),
+                              " (got ", FormatDuration(value), ")"));
   }
   return absl::OkStatus();
 }
 
 bool NameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
 }
 
 }  // namespace
@@ -41,8 +41,8 @@ std::string FormatDuration(int64_t ms) {
 
 absl::Status ValidateQueueName(std::string_view name, std::string_view field) {
   if (name.empty() || name.size() > Limits::kMaxQueueName) {
-    return Invalid(field, Cat("must be 1 to ", Limits::kMaxQueueName,
-                                       " characters long (got ", name.size(), ")"));
+    return Invalid(field, Cat("must be 1 to ", Limits::kMaxQueueName, " characters long (got ",
+                              name.size(), ")"));
   }
   for (char c : name) {
     if (!NameChar(c)) return Invalid(field, "may contain only A-Z a-z 0-9 . _ -");
@@ -60,8 +60,8 @@ absl::StatusOr<QueueConfig> NormalizeConfig(std::string_view queue_name, const Q
   }
   if (out.max_deliveries > Limits::kMaxDeliveries) {
     return Invalid("config.max_deliveries",
-                   Cat("must be 0 (unlimited) or 1 to ", Limits::kMaxDeliveries,
-                                " (got ", out.max_deliveries, ")"));
+                   Cat("must be 0 (unlimited) or 1 to ", Limits::kMaxDeliveries, " (got ",
+                       out.max_deliveries, ")"));
   }
   if (out.max_deliveries > 0 && out.dead_letter_queue.empty()) {
     return Invalid("config.dead_letter_queue", "is required when max_deliveries is set");
@@ -90,9 +90,8 @@ absl::StatusOr<QueueConfig> NormalizeConfig(std::string_view queue_name, const Q
   if (auto s = CheckRange("config.delay", *out.delay_ms, 0, Limits::kMaxDelay); !s.ok()) return s;
   if (out.max_payload_bytes == 0) out.max_payload_bytes = Limits::kDefaultMaxPayload;
   if (out.max_payload_bytes > Limits::kMaxPayload) {
-    return Invalid("config.max_payload_bytes",
-                   Cat("must be at most ", Limits::kMaxPayload, " (got ",
-                                out.max_payload_bytes, ")"));
+    return Invalid("config.max_payload_bytes", Cat("must be at most ", Limits::kMaxPayload,
+                                                   " (got ", out.max_payload_bytes, ")"));
   }
   out.dedup_window_ms = in.dedup_window_ms.value_or(0);
   if (*out.dedup_window_ms == 0) out.dedup_window_ms = Limits::kDefaultDedupWindow;
@@ -106,42 +105,41 @@ absl::StatusOr<QueueConfig> NormalizeConfig(std::string_view queue_name, const Q
 
 absl::Status ValidateEnqueue(const std::vector<EnqueueEntry>& entries, const QueueConfig& config) {
   if (entries.empty() || entries.size() > Limits::kMaxBatch) {
-    return Invalid("messages", Cat("must have 1 to ", Limits::kMaxBatch,
-                                            " entries (got ", entries.size(), ")"));
+    return Invalid("messages", Cat("must have 1 to ", Limits::kMaxBatch, " entries (got ",
+                                   entries.size(), ")"));
   }
   for (size_t i = 0; i < entries.size(); ++i) {
     const EnqueueEntry& e = entries[i];
     std::string field = Cat("messages[", i, "]");
     if (e.attributes.size() > Limits::kMaxAttributes) {
-      return Invalid(Cat(field, ".attributes"),
-                     Cat("at most ", Limits::kMaxAttributes, " attributes (got ",
-                                  e.attributes.size(), ")"));
+      return Invalid(Cat(field, ".attributes"), Cat("at most ", Limits::kMaxAttributes,
+                                                    " attributes (got ", e.attributes.size(), ")"));
     }
     size_t size = e.payload.size();
     for (const auto& [key, value] : e.attributes) {
       if (key.empty() || key.size() > Limits::kMaxAttributeKey) {
         return Invalid(Cat(field, ".attributes"),
-                       Cat("keys must be 1 to ", Limits::kMaxAttributeKey,
-                                    " characters (got ", key.size(), ")"));
+                       Cat("keys must be 1 to ", Limits::kMaxAttributeKey, " characters (got ",
+                           key.size(), ")"));
       }
       size += key.size() + value.size();
     }
     if (size > config.max_payload_bytes) {
-      return Invalid(Cat(field, ".payload"),
-                     Cat(size, " bytes (payload plus attributes) is over the queue's "
-                                  "max_payload_bytes of ", config.max_payload_bytes,
-                                  "; store large data elsewhere and enqueue its URL"));
+      return Invalid(
+          Cat(field, ".payload"),
+          Cat(size,
+              " bytes (payload plus attributes) is over the queue's "
+              "max_payload_bytes of ",
+              config.max_payload_bytes, "; store large data elsewhere and enqueue its URL"));
     }
     if (e.delay_ms) {
-      if (auto s = CheckRange(Cat(field, ".delay"), *e.delay_ms, 0, Limits::kMaxDelay);
-          !s.ok()) {
+      if (auto s = CheckRange(Cat(field, ".delay"), *e.delay_ms, 0, Limits::kMaxDelay); !s.ok()) {
         return s;
       }
     }
     if (e.dedup_id.size() > Limits::kMaxDedupId) {
-      return Invalid(Cat(field, ".dedup_id"),
-                     Cat("must be at most ", Limits::kMaxDedupId, " characters (got ",
-                                  e.dedup_id.size(), ")"));
+      return Invalid(Cat(field, ".dedup_id"), Cat("must be at most ", Limits::kMaxDedupId,
+                                                  " characters (got ", e.dedup_id.size(), ")"));
     }
   }
   return absl::OkStatus();
@@ -155,8 +153,8 @@ absl::Status ValidateVisibility(std::optional<int64_t> visibility_timeout_ms) {
 
 absl::Status ValidateLease(const LeaseRequest& request) {
   if (request.max_messages > Limits::kMaxBatch) {
-    return Invalid("max_messages", Cat("must be at most ", Limits::kMaxBatch, " (got ",
-                                                request.max_messages, ")"));
+    return Invalid("max_messages",
+                   Cat("must be at most ", Limits::kMaxBatch, " (got ", request.max_messages, ")"));
   }
   if (auto s = ValidateVisibility(request.visibility_timeout_ms); !s.ok()) return s;
   return CheckRange("wait_time", request.wait_ms, 0, Limits::kMaxWait);
@@ -164,8 +162,8 @@ absl::Status ValidateLease(const LeaseRequest& request) {
 
 absl::Status ValidateReceiptCount(size_t count) {
   if (count == 0 || count > Limits::kMaxBatch) {
-    return Invalid("receipts", Cat("must have 1 to ", Limits::kMaxBatch,
-                                            " entries (got ", count, ")"));
+    return Invalid("receipts",
+                   Cat("must have 1 to ", Limits::kMaxBatch, " entries (got ", count, ")"));
   }
   return absl::OkStatus();
 }
@@ -176,8 +174,8 @@ absl::Status ValidateNackDelay(int64_t delay_ms) {
 
 absl::Status ValidatePeek(uint32_t max_messages, std::string_view start_after) {
   if (max_messages > Limits::kMaxPage) {
-    return Invalid("max_messages", Cat("must be at most ", Limits::kMaxPage, " (got ",
-                                                max_messages, ")"));
+    return Invalid("max_messages",
+                   Cat("must be at most ", Limits::kMaxPage, " (got ", max_messages, ")"));
   }
   if (!start_after.empty() && !ParseMessageId(start_after)) {
     return Invalid("start_after", "is not a message id (16 lower-case hex digits)");
@@ -188,12 +186,11 @@ absl::Status ValidatePeek(uint32_t max_messages, std::string_view start_after) {
 absl::Status ValidateList(std::string_view prefix, uint32_t page_size,
                           std::string_view page_token) {
   if (page_size > Limits::kMaxPage) {
-    return Invalid("page_size", Cat("must be at most ", Limits::kMaxPage, " (got ",
-                                             page_size, ")"));
+    return Invalid("page_size",
+                   Cat("must be at most ", Limits::kMaxPage, " (got ", page_size, ")"));
   }
   if (prefix.size() > Limits::kMaxQueueName) {
-    return Invalid("prefix", Cat("must be at most ", Limits::kMaxQueueName,
-                                          " characters"));
+    return Invalid("prefix", Cat("must be at most ", Limits::kMaxQueueName, " characters"));
   }
   if (!page_token.empty()) {
     if (auto s = ValidateQueueName(page_token, "page_token"); !s.ok()) {

@@ -39,8 +39,7 @@ absl::Status ValidateVisibility(std::optional<int64_t> visibility_timeout_ms);
 
 absl::Status ValidatePeek(uint32_t max_messages, std::string_view start_after);
 
-absl::Status ValidateList(std::string_view prefix, uint32_t page_size,
-                          std::string_view page_token);
+absl::Status ValidateList(std::string_view prefix, uint32_t page_size, std::string_view page_token);
 
 }  // namespace spool::engine
 

@@ -44,8 +44,8 @@ void ToTimestamp(int64_t ms, google::protobuf::Timestamp* t) {
 
 namespace {
 
-absl::Status OptionalDuration(bool has, const google::protobuf::Duration& d,
-                              std::string_view field, std::optional<int64_t>* out) {
+absl::Status OptionalDuration(bool has, const google::protobuf::Duration& d, std::string_view field,
+                              std::optional<int64_t>* out) {
   if (!has) return absl::OkStatus();
   auto ms = FromDuration(d, field);
   if (!ms.ok()) return ms.status();
@@ -63,8 +63,7 @@ absl::StatusOr<engine::QueueConfig> FromProto(const v1::QueueConfig& in) {
       !s.ok()) {
     return s;
   }
-  if (s = OptionalDuration(in.has_retention(), in.retention(), "config.retention",
-                           &c.retention_ms);
+  if (s = OptionalDuration(in.has_retention(), in.retention(), "config.retention", &c.retention_ms);
       !s.ok()) {
     return s;
   }
@@ -119,8 +118,8 @@ absl::StatusOr<std::vector<engine::EnqueueEntry>> FromProto(
     x.payload = std::move(*e.mutable_payload());
     x.attributes.insert(e.attributes().begin(), e.attributes().end());
     x.dedup_id = e.dedup_id();
-    if (auto s = OptionalDuration(e.has_delay(), e.delay(), Cat("messages[", i, "].delay"),
-                                  &x.delay_ms);
+    if (auto s =
+            OptionalDuration(e.has_delay(), e.delay(), Cat("messages[", i, "].delay"), &x.delay_ms);
         !s.ok()) {
       return s;
     }

@@ -30,8 +30,7 @@ absl::StatusOr<std::vector<engine::EnqueueEntry>> FromProto(
 absl::StatusOr<engine::LeaseRequest> FromProto(const v1::LeaseRequest& in);
 void ToProto(engine::LeasedMessage&& in, v1::LeasedMessage* out);
 void ToProto(engine::PeekedMessage&& in, v1::PeekedMessage* out);
-void ToProto(const std::string& receipt, const engine::ReceiptOutcome& in,
-             v1::ReceiptOutcome* out);
+void ToProto(const std::string& receipt, const engine::ReceiptOutcome& in, v1::ReceiptOutcome* out);
 
 }  // namespace spool::server
 

@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file,
                  "Write the port served on to this file once SERVING (useful with port 0)");
   CLI11_PARSE(app, argc, argv);
-  options.engine.durability = durability == "sync" ? spool::engine::Durability::kSync
-                                                   : spool::engine::Durability::kAsync;
+  options.engine.durability =
+      durability == "sync" ? spool::engine::Durability::kSync : spool::engine::Durability::kAsync;
   options.engine.log = [](const std::string& line) {
     std::fprintf(stderr, "spoold: %s\n", line.c_str());
   };
@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  std::fprintf(stderr, "spoold: serving spool.v1.QueueService on %s:%d, data directory %s, "
+  std::fprintf(stderr,
+               "spoold: serving spool.v1.QueueService on %s:%d, data directory %s, "
                "durability %s\n",
                host.c_str(), (*server)->port(),
                std::filesystem::absolute(options.engine.data_dir).c_str(), durability.c_str());
@@ -91,7 +92,8 @@ int main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "spoold: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  std::fprintf(stderr, "spoold: %s received, shutting down\n",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown();
   std::fprintf(stderr, "spoold: stopped\n");
   return 0;

@@ -21,8 +21,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError("max_request_bytes: must be between 1MiB and 1GiB");
   }
   if (options.max_streams_per_connection < 1 || options.max_streams_per_connection > 100000) {
-    return absl::InvalidArgumentError(
-        "max_streams_per_connection: must be between 1 and 100000");
+    return absl::InvalidArgumentError("max_streams_per_connection: must be between 1 and 100000");
   }
   std::unique_ptr<Server> s(new Server());
   auto engine = engine::Engine::Open(options.engine, std::move(clock));

@@ -26,7 +26,7 @@ std::optional<int64_t> MillisToDeadline(CallbackServerContext* ctx) {
   auto deadline = ctx->deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                std::chrono::system_clock::now())
+                                                               std::chrono::system_clock::now())
       .count();
 }
 
@@ -36,8 +36,7 @@ std::optional<int64_t> MillisToDeadline(CallbackServerContext* ctx) {
 // no delay) so they do not stay invisible for the whole visibility timeout.
 class LeaseReactor final : public ServerUnaryReactor {
  public:
-  LeaseReactor(engine::Engine* engine, v1::LeaseResponse* resp)
-      : engine_(engine), resp_(resp) {}
+  LeaseReactor(engine::Engine* engine, v1::LeaseResponse* resp) : engine_(engine), resp_(resp) {}
 
   void Start(engine::LeaseRequest request) {
     queue_ = request.queue;
@@ -109,8 +108,7 @@ std::vector<std::string> Receipts(const google::protobuf::RepeatedPtrField<std::
 }  // namespace
 
 ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
-                                              const v1::CreateQueueRequest* req,
-                                              v1::Queue* resp) {
+                                              const v1::CreateQueueRequest* req, v1::Queue* resp) {
   auto config = FromProto(req->config());
   if (!config.ok()) return Fail(ctx, config.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -140,8 +138,7 @@ ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
 }
 
 ServerUnaryReactor* QueueService::UpdateQueue(CallbackServerContext* ctx,
-                                              const v1::UpdateQueueRequest* req,
-                                              v1::Queue* resp) {
+                                              const v1::UpdateQueueRequest* req, v1::Queue* resp) {
   auto config = FromProto(req->config());
   if (!config.ok()) return Fail(ctx, config.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -172,8 +169,7 @@ ServerUnaryReactor* QueueService::PurgeQueue(CallbackServerContext* ctx,
   return reactor;
 }
 
-ServerUnaryReactor* QueueService::Enqueue(CallbackServerContext* ctx,
-                                          const v1::EnqueueRequest* req,
+ServerUnaryReactor* QueueService::Enqueue(CallbackServerContext* ctx, const v1::EnqueueRequest* req,
                                           v1::EnqueueResponse* resp) {
   // The payloads are moved out of the request rather than copied; gRPC does not read the
   // request again after the handler starts.
@@ -204,7 +200,8 @@ ServerUnaryReactor* QueueService::Lease(CallbackServerContext* ctx, const v1::Le
       return Fail(ctx, absl::OkStatus());
     }
     if (request->wait_ms > 0 && request->wait_ms <= engine::Limits::kMaxWait) {
-      request->wait_ms = std::max<int64_t>(0, std::min(request->wait_ms, *left - kDeadlineMarginMs));
+      request->wait_ms =
+          std::max<int64_t>(0, std::min(request->wait_ms, *left - kDeadlineMarginMs));
     }
   }
   auto* reactor = new LeaseReactor(engine_, resp);

@@ -31,8 +31,7 @@ class QueueService final : public v1::QueueService::CallbackService {
   grpc::ServerUnaryReactor* PurgeQueue(grpc::CallbackServerContext* ctx,
                                        const v1::PurgeQueueRequest* req,
                                        v1::PurgeQueueResponse* resp) override;
-  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* ctx,
-                                    const v1::EnqueueRequest* req,
+  grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* ctx, const v1::EnqueueRequest* req,
                                     v1::EnqueueResponse* resp) override;
   grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx, const v1::LeaseRequest* req,
                                   v1::LeaseResponse* resp) override;

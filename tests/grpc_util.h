@@ -15,8 +15,8 @@
 namespace spool::testing {
 
 inline std::unique_ptr<v1::QueueService::Stub> StubFor(int port) {
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   return v1::QueueService::NewStub(channel);
 }
 
@@ -61,8 +61,8 @@ inline std::vector<std::string> Enqueue(v1::QueueService::Stub& stub, const std:
   return ids;
 }
 
-inline v1::LeaseResponse Lease(v1::QueueService::Stub& stub, const std::string& queue,
-                               uint32_t max, int64_t visibility_s = 0, int64_t wait_s = 0,
+inline v1::LeaseResponse Lease(v1::QueueService::Stub& stub, const std::string& queue, uint32_t max,
+                               int64_t visibility_s = 0, int64_t wait_s = 0,
                                grpc::Status* status = nullptr) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, std::chrono::seconds(wait_s + 10));

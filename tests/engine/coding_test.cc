@@ -8,8 +8,13 @@
 namespace spool::engine {
 namespace {
 
-constexpr uint64_t kBoundaries[] = {0,           1,           255,        256,
-                                    (1ull << 32) - 1, 1ull << 32, (1ull << 32) + 1,
+constexpr uint64_t kBoundaries[] = {0,
+                                    1,
+                                    255,
+                                    256,
+                                    (1ull << 32) - 1,
+                                    1ull << 32,
+                                    (1ull << 32) + 1,
                                     std::numeric_limits<uint64_t>::max() - 1,
                                     std::numeric_limits<uint64_t>::max()};
 

@@ -22,7 +22,9 @@ TEST_F(EngineTest, LeasesInFifoOrder) {
 TEST_F(EngineTest, LeasedMessageCarriesEverything) {
   Create("jobs");
   std::vector<EnqueueEntry> e = {{R"({"file_id": "abc-123", "type": "resize"})",
-                                  {{"content-type", "application/json"}}, std::nullopt, ""}};
+                                  {{"content-type", "application/json"}},
+                                  std::nullopt,
+                                  ""}};
   auto ids = EnqueueSync(*engine_, "jobs", e);
   ASSERT_TRUE(ids.ok());
   int64_t t0 = clock_->NowMillis();
@@ -275,8 +277,8 @@ TEST_F(EngineTest, DedupWindow) {
 
 TEST_F(EngineTest, DedupWithinOneRequestAndAfterAck) {
   Create("jobs");
-  std::vector<EnqueueEntry> e = {{"a", {}, std::nullopt, "x"}, {"b", {}, std::nullopt, "x"},
-                                 {"c", {}, std::nullopt, ""}};
+  std::vector<EnqueueEntry> e = {
+      {"a", {}, std::nullopt, "x"}, {"b", {}, std::nullopt, "x"}, {"c", {}, std::nullopt, ""}};
   auto r = EnqueueSync(*engine_, "jobs", e);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE((*r)[0].duplicate);
@@ -375,8 +377,7 @@ TEST_F(EngineTest, CreateIsIdempotentForTheSameConfig) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->create_time_ms, a.create_time_ms);
   c.visibility_timeout_ms = 31'000;
-  EXPECT_EQ(CreateQueueSync(*engine_, "jobs", c).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(CreateQueueSync(*engine_, "jobs", c).status().code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(EngineTest, ConfigReadsBackWithDefaults) {

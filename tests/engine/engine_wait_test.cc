@@ -18,7 +18,9 @@ struct Waiter {
   std::future<Result> future = promise->get_future();
   std::shared_ptr<LeaseWait> handle;
 
-  bool Ready() { return future.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready; }
+  bool Ready() {
+    return future.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
+  }
   Result Get() {
     EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
     return future.get();

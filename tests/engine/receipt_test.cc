@@ -35,8 +35,8 @@ TEST(ReceiptTest, EveryBitFlipIsRejected) {
 TEST(ReceiptTest, MalformedAndRandomReceiptsAreRejected) {
   ReceiptSigner signer(NewReceiptSecret());
   std::string good = signer.Sign({1, 2, 3});
-  for (std::string bad : {std::string(), std::string("x"), good.substr(1), good + "A",
-                          good + "=", std::string(50, '\0'), std::string(50, 'A')}) {
+  for (std::string bad : {std::string(), std::string("x"), good.substr(1), good + "A", good + "=",
+                          std::string(50, '\0'), std::string(50, 'A')}) {
     EXPECT_FALSE(signer.Verify(bad).has_value()) << bad;
   }
   std::mt19937_64 rng(1);

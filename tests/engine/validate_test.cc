@@ -5,7 +5,6 @@
 namespace spool::engine {
 namespace {
 
-
 void ExpectInvalid(const absl::Status& s, const std::string& field) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(std::string(s.message()).rfind(field + ":", 0), 0u)
@@ -26,9 +25,9 @@ TEST(ValidateTest, QueueNames) {
   EXPECT_TRUE(ValidateQueueName("a", "name").ok());
   EXPECT_TRUE(ValidateQueueName(std::string(80, 'x'), "name").ok());
   EXPECT_TRUE(ValidateQueueName("Thumbs_jobs-1.v2", "name").ok());
-  for (std::string bad : {std::string(), std::string(81, 'x'), std::string("../x"),
-                          std::string("a b"), std::string("a\0b", 3), std::string("é"),
-                          std::string("a/b"), std::string("q*")}) {
+  for (std::string bad :
+       {std::string(), std::string(81, 'x'), std::string("../x"), std::string("a b"),
+        std::string("a\0b", 3), std::string("é"), std::string("a/b"), std::string("q*")}) {
     ExpectInvalid(ValidateQueueName(bad, "name"), "name");
   }
 }
@@ -55,16 +54,38 @@ TEST(ValidateTest, ConfigRangesAtBothEnds) {
   std::vector<Case> cases = {
       {[](QueueConfig& c) { c.visibility_timeout_ms = kSecond; }, true, ""},
       {[](QueueConfig& c) { c.visibility_timeout_ms = 12 * kHour; }, true, ""},
-      {[](QueueConfig& c) { c.visibility_timeout_ms = kSecond - 1; }, false, "config.visibility_timeout"},
+      {[](QueueConfig& c) { c.visibility_timeout_ms = kSecond - 1; }, false,
+       "config.visibility_timeout"},
       {[](QueueConfig& c) { c.visibility_timeout_ms = 0; }, false, "config.visibility_timeout"},
-      {[](QueueConfig& c) { c.visibility_timeout_ms = 12 * kHour + 1; }, false, "config.visibility_timeout"},
-      {[](QueueConfig& c) { c.max_deliveries = 1; c.dead_letter_queue = "dlq"; }, true, ""},
-      {[](QueueConfig& c) { c.max_deliveries = 1000; c.dead_letter_queue = "dlq"; }, true, ""},
-      {[](QueueConfig& c) { c.max_deliveries = 1001; c.dead_letter_queue = "dlq"; }, false, "config.max_deliveries"},
+      {[](QueueConfig& c) { c.visibility_timeout_ms = 12 * kHour + 1; }, false,
+       "config.visibility_timeout"},
+      {[](QueueConfig& c) {
+         c.max_deliveries = 1;
+         c.dead_letter_queue = "dlq";
+       },
+       true, ""},
+      {[](QueueConfig& c) {
+         c.max_deliveries = 1000;
+         c.dead_letter_queue = "dlq";
+       },
+       true, ""},
+      {[](QueueConfig& c) {
+         c.max_deliveries = 1001;
+         c.dead_letter_queue = "dlq";
+       },
+       false, "config.max_deliveries"},
       {[](QueueConfig& c) { c.max_deliveries = 3; }, false, "config.dead_letter_queue"},
       {[](QueueConfig& c) { c.dead_letter_queue = "dlq"; }, false, "config.dead_letter_queue"},
-      {[](QueueConfig& c) { c.max_deliveries = 3; c.dead_letter_queue = "q"; }, false, "config.dead_letter_queue"},
-      {[](QueueConfig& c) { c.max_deliveries = 3; c.dead_letter_queue = "../x"; }, false, "config.dead_letter_queue"},
+      {[](QueueConfig& c) {
+         c.max_deliveries = 3;
+         c.dead_letter_queue = "q";
+       },
+       false, "config.dead_letter_queue"},
+      {[](QueueConfig& c) {
+         c.max_deliveries = 3;
+         c.dead_letter_queue = "../x";
+       },
+       false, "config.dead_letter_queue"},
       {[](QueueConfig& c) { c.retention_ms = 0; }, true, ""},
       {[](QueueConfig& c) { c.retention_ms = kMinute; }, true, ""},
       {[](QueueConfig& c) { c.retention_ms = 365 * kDay; }, true, ""},

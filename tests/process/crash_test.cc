@@ -126,8 +126,8 @@ TEST_P(KillUnderLoadTest, LosesNothingAcknowledged) {
       threads.emplace_back([&, p] {
         auto stub = spool::testing::StubFor(port);
         for (int n = 0; !stop && n < 100'000; ++n) {
-          std::vector<std::string> payloads(10, "c" + std::to_string(cycle) + "p" +
-                                                    std::to_string(p) + "n" + std::to_string(n));
+          std::vector<std::string> payloads(
+              10, "c" + std::to_string(cycle) + "p" + std::to_string(p) + "n" + std::to_string(n));
           grpc::Status s;
           auto ids = spool::testing::Enqueue(*stub, "jobs", payloads, &s);
           if (!s.ok()) break;

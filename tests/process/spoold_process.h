@@ -36,8 +36,9 @@ class SpooldProcess {
     port_file_ = data_dir_ + ".port";
     std::filesystem::remove(port_file_);
     log_file_ = data_dir_ + ".log";
-    std::vector<std::string> args = {BinDir() + "/spoold", "--listen", "127.0.0.1:0",
-                                     "--data-dir", data_dir_, "--port-file", port_file_};
+    std::vector<std::string> args = {
+        BinDir() + "/spoold", "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
+        "--port-file",        port_file_};
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = Spawn(args, log_file_);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -91,7 +92,8 @@ class SpooldProcess {
     auto deadline = std::chrono::steady_clock::now() + within;
     while (std::chrono::steady_clock::now() < deadline) {
       int status;
-      if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      if (waitpid(pid, &status, WNOHANG) == pid)
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ::kill(pid, SIGKILL);

@@ -133,8 +133,7 @@ TEST_F(ServerTest, FullCycleWithOutcomes) {
   EXPECT_GT(eresp.results(0).lease_deadline().seconds(),
             leased.messages(1).lease_deadline().seconds() + 60);
 
-  auto acked = spool::testing::Ack(*stub_, "jobs",
-                                   {leased.messages(0).receipt(), "not-a-receipt"});
+  auto acked = spool::testing::Ack(*stub_, "jobs", {leased.messages(0).receipt(), "not-a-receipt"});
   ASSERT_EQ(acked.results_size(), 2);
   EXPECT_EQ(acked.results(0).outcome(), v1::OUTCOME_OK);
   EXPECT_EQ(acked.results(1).outcome(), v1::OUTCOME_INVALID_RECEIPT);
@@ -274,13 +273,12 @@ TEST_F(ServerTest, FiveHundredWaitingLeases) {
     *c->req.mutable_wait_time() = Seconds(30);
     spool::testing::SetDeadline(&c->ctx, 60s);
     Call* raw = c.get();
-    stubs[i % stubs.size()]->async()->Lease(&c->ctx, &c->req, &c->resp,
-                                            [&, raw](grpc::Status s) {
-                                              std::lock_guard<std::mutex> l(mu);
-                                              raw->status = s;
-                                              ++finished;
-                                              cv.notify_all();
-                                            });
+    stubs[i % stubs.size()]->async()->Lease(&c->ctx, &c->req, &c->resp, [&, raw](grpc::Status s) {
+      std::lock_guard<std::mutex> l(mu);
+      raw->status = s;
+      ++finished;
+      cv.notify_all();
+    });
     calls.push_back(std::move(c));
   }
   std::this_thread::sleep_for(500ms);
