@@ -262,6 +262,9 @@ class EngineImpl final : public Engine {
   std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms, int64_t now,
                                          Callback<std::vector<LeasedMessage>> done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the messages to q's dead-letter queue and submits the writes.
+  void DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the payloads of a job's messages, then completes its half. Call without mu_.
   void ReadPayloads(const std::shared_ptr<LeaseJob>& job);
@@ -990,6 +993,77 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   return absl::OkStatus();
 }
 
+void EngineImpl::DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, int64_t now) {
+  // Each message moves to the dead-letter queue under a new id, all in one batch. The payload
+  // record is rewritten under the new key, so it is read here (rare: poison messages only). A
+  // message whose record cannot be read stays where it is, and is tried again next time.
+  Queue* dlq = by_name_.at(q.config.dead_letter_queue);
+  struct Move {
+    uint64_t seq, new_seq;
+    std::string new_key, record;
+  };
+  std::vector<Move> moves;
+  for (uint64_t seq : seqs) {
+    std::string value;
+    rocksdb::Status s = db_->Get({}, messages_cf_, MessageKey(q.id, seq), &value);
+    storage::MessageRecord record;
+    if (!s.ok() || !record.ParseFromString(value)) {
+      Log(Cat("cannot read message ", FormatMessageId(seq), " of queue ", q.name,
+              " to dead-letter it: ", s.ok() ? "damaged record" : s.ToString()));
+      continue;
+    }
+    record.set_enqueue_time_ms(now);
+    record.set_dead_letter_source_queue(q.name);
+    record.set_dead_letter_source_seq(seq);
+    moves.push_back({seq, 0, "", record.SerializeAsString()});
+  }
+  if (moves.empty()) return;
+  std::optional<uint64_t> reservation;
+  uint64_t first = AllocSeqsLocked(moves.size(), &reservation);
+  Activations activate;
+  std::vector<std::string> states;
+  for (size_t k = 0; k < moves.size(); ++k) {
+    Move& mv = moves[k];
+    mv.new_seq = first + k;
+    mv.new_key = MessageKey(dlq->id, mv.new_seq);
+    const MsgState& old = q.messages.at(mv.seq);
+    IndexRemoveLocked(q, mv.seq, old);
+    MsgState m;
+    m.enqueue_time = now;
+    m.visible_at = now;
+    m.size = old.size;
+    m.pending = true;
+    q.messages.erase(mv.seq);
+    dlq->messages.emplace(mv.new_seq, m);
+    IndexAddLocked(*dlq, mv.new_seq, m);
+    activate.emplace_back(dlq->id, mv.new_seq);
+    states.push_back(ToRecord(m).SerializeAsString());
+  }
+  int64_t n = static_cast<int64_t>(moves.size());
+  q.counters[static_cast<int>(Counter::kDeadLettered)] += n;
+  dlq->counters[static_cast<int>(Counter::kEnqueued)] += n;
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        for (size_t k = 0; k < moves.size(); ++k) {
+          std::string old_key = MessageKey(q.id, moves[k].seq);
+          b.Delete(messages_cf_, old_key);
+          b.Delete(state_cf_, old_key);
+          b.Put(messages_cf_, moves[k].new_key, moves[k].record);
+          b.Put(state_cf_, moves[k].new_key, states[k]);
+        }
+        MergeCounter(b, q.id, Counter::kDeadLettered, n);
+        MergeCounter(b, dlq->id, Counter::kEnqueued, n);
+        if (reservation) {
+          std::string v;
+          AppendBigEndian64(&v, *reservation);
+          b.Put(default_cf_, kSeqReservedKey, v);
+        }
+      },
+      [this, activate = std::move(activate)](const absl::Status& s) {
+        AfterCommit(s, activate, {});
+      });
+}
+
 std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms,
                                                    int64_t now,
                                                    Callback<std::vector<LeasedMessage>> done) {
@@ -1010,64 +1084,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     take.push_back(it->second);
   }
 
-  if (!dead.empty()) {
-    // Move each to the dead-letter queue under a new id, in one batch. The payload record has
-    // to be rewritten under the new key, so it is read here (rare: poison messages only).
-    Queue* dlq = by_name_.at(q.config.dead_letter_queue);
-    std::optional<uint64_t> reservation;
-    uint64_t first = AllocSeqsLocked(dead.size(), &reservation);
-    std::vector<std::pair<std::string, std::string>> records;  // new key, record
-    Activations activate;
-    for (size_t k = 0; k < dead.size(); ++k) {
-      uint64_t seq = dead[k], new_seq = first + k;
-      std::string old_key = MessageKey(q.id, seq), value;
-      rocksdb::Status s = db_->Get({}, messages_cf_, old_key, &value);
-      storage::MessageRecord record;
-      SPOOL_CHECK(s.ok() || s.IsNotFound(), "cannot read a message to dead-letter it");
-      if (s.ok()) {
-        SPOOL_CHECK(record.ParseFromString(value), "a stored message record is damaged");
-      }
-      record.set_enqueue_time_ms(now);
-      record.set_dead_letter_source_queue(q.name);
-      record.set_dead_letter_source_seq(seq);
-      MsgState& old = q.messages.at(seq);
-      IndexRemoveLocked(q, seq, old);
-      MsgState m;
-      m.enqueue_time = now;
-      m.visible_at = now;
-      m.size = old.size;
-      m.pending = true;
-      q.messages.erase(seq);
-      dlq->messages.emplace(new_seq, m);
-      IndexAddLocked(*dlq, new_seq, m);
-      activate.emplace_back(dlq->id, new_seq);
-      records.emplace_back(MessageKey(dlq->id, new_seq), record.SerializeAsString());
-    }
-    int64_t n = static_cast<int64_t>(dead.size());
-    q.counters[static_cast<int>(Counter::kDeadLettered)] += n;
-    dlq->counters[static_cast<int>(Counter::kEnqueued)] += n;
-    pipeline_->Submit(
-        [&](rocksdb::WriteBatch& b) {
-          for (size_t k = 0; k < dead.size(); ++k) {
-            std::string old_key = MessageKey(q.id, dead[k]);
-            b.Delete(messages_cf_, old_key);
-            b.Delete(state_cf_, old_key);
-            b.Put(messages_cf_, records[k].first, records[k].second);
-            b.Put(state_cf_, records[k].first,
-                  ToRecord(dlq->messages.at(first + k)).SerializeAsString());
-          }
-          MergeCounter(b, q.id, Counter::kDeadLettered, n);
-          MergeCounter(b, dlq->id, Counter::kEnqueued, n);
-          if (reservation) {
-            std::string v;
-            AppendBigEndian64(&v, *reservation);
-            b.Put(default_cf_, kSeqReservedKey, v);
-          }
-        },
-        [this, activate = std::move(activate)](const absl::Status& s) {
-          AfterCommit(s, activate, {});
-        });
-  }
+  if (!dead.empty()) DeadLetterLocked(q, dead, now);
   if (take.empty()) return nullptr;
 
   auto job = std::make_shared<LeaseJob>();
