@@ -101,6 +101,14 @@ class Engine {
   // Messages in id order after start_after (empty: from the start); changes nothing.
   virtual absl::StatusOr<PeekResult> Peek(std::string_view queue, uint32_t max_messages,
                                           std::string_view start_after) = 0;
+  // Moves up to max_messages (0 -> 100, at most 1000) ready messages of source, in lease order,
+  // to destination in one atomic write; each arrives as a new message (new id, delivery count
+  // 0). Returns the moves, empty when nothing is ready. INVALID_ARGUMENT when source ==
+  // destination; RESOURCE_EXHAUSTED when destination's max_depth would be passed.
+  virtual void MoveMessages(std::string source, std::string destination, uint32_t max_messages,
+                            Callback<std::vector<MovedMessage>> done) = 0;
+  // Removes one message whatever its state. NOT_FOUND when the queue has no such message.
+  virtual void DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) = 0;
 
   // Runs one pass of background work at the clock's current time: ends waits whose time is up,
   // serves waiters whose messages became visible, refreshes stats, applies retention and dedup

@@ -235,6 +235,9 @@ class EngineImpl final : public Engine {
                    Callback<std::vector<ReceiptOutcome>> done) override;
   absl::StatusOr<PeekResult> Peek(std::string_view queue, uint32_t max_messages,
                                   std::string_view start_after) override;
+  void MoveMessages(std::string source, std::string destination, uint32_t max_messages,
+                    Callback<std::vector<MovedMessage>> done) override;
+  void DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) override;
   void Tick() override { TickInternal(); }
 
  private:
@@ -262,9 +265,18 @@ class EngineImpl final : public Engine {
   std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms, int64_t now,
                                          Callback<std::vector<LeasedMessage>> done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves the messages to q's dead-letter queue and submits the writes.
-  void DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, int64_t now)
+  // Moves the messages from one queue to another as new messages (new seq, delivery count 0),
+  // in one batch, and submits it. kDeadLetter records where each came from; kRedrive clears
+  // that. Appends what moved to *moved when given. Messages whose record cannot be read stay.
+  enum class MoveKind { kDeadLetter, kRedrive };
+  void MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>& seqs, int64_t now,
+                  MoveKind kind, std::vector<MovedMessage>* moved, CommitPipeline::Done extra_done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MoveMessagesLocked(const std::string& source, const std::string& destination,
+                                  uint32_t max, Callback<std::vector<MovedMessage>>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeleteMessageLocked(const std::string& queue, const std::string& id,
+                                   Callback<bool>& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the payloads of a job's messages, then completes its half. Call without mu_.
   void ReadPayloads(const std::shared_ptr<LeaseJob>& job);
@@ -671,6 +683,8 @@ QueueInfo EngineImpl::InfoLocked(Queue& q, int64_t now) {
   s.dead_lettered_total = counter(Counter::kDeadLettered);
   s.expired_total = counter(Counter::kExpired);
   s.purged_total = counter(Counter::kPurged);
+  s.deleted_total = counter(Counter::kDeleted);
+  s.moved_total = counter(Counter::kMoved);
   return info;
 }
 
@@ -993,11 +1007,11 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   return absl::OkStatus();
 }
 
-void EngineImpl::DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, int64_t now) {
-  // Each message moves to the dead-letter queue under a new id, all in one batch. The payload
-  // record is rewritten under the new key, so it is read here (rare: poison messages only). A
-  // message whose record cannot be read stays where it is, and is tried again next time.
-  Queue* dlq = by_name_.at(q.config.dead_letter_queue);
+void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>& seqs, int64_t now,
+                            MoveKind kind, std::vector<MovedMessage>* moved,
+                            CommitPipeline::Done extra_done) {
+  // The payload record is rewritten under the new key, so it is read here, under the lock.
+  // Moves are rare (poison messages, operator redrives) and this keeps each one atomic.
   struct Move {
     uint64_t seq, new_seq;
     std::string new_key, record;
@@ -1005,19 +1019,23 @@ void EngineImpl::DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, i
   std::vector<Move> moves;
   for (uint64_t seq : seqs) {
     std::string value;
-    rocksdb::Status s = db_->Get({}, messages_cf_, MessageKey(q.id, seq), &value);
+    rocksdb::Status s = db_->Get({}, messages_cf_, MessageKey(from.id, seq), &value);
     storage::MessageRecord record;
     if (!s.ok() || !record.ParseFromString(value)) {
-      Log(Cat("cannot read message ", FormatMessageId(seq), " of queue ", q.name,
-              " to dead-letter it: ", s.ok() ? "damaged record" : s.ToString()));
+      Log(Cat("cannot read message ", FormatMessageId(seq), " of queue ", from.name,
+              " to move it: ", s.ok() ? "damaged record" : s.ToString()));
       continue;
     }
     record.set_enqueue_time_ms(now);
-    record.set_dead_letter_source_queue(q.name);
-    record.set_dead_letter_source_seq(seq);
+    if (kind == MoveKind::kDeadLetter) {
+      record.set_dead_letter_source_queue(from.name);
+      record.set_dead_letter_source_seq(seq);
+    } else {
+      record.clear_dead_letter_source_queue();
+      record.clear_dead_letter_source_seq();
+    }
     moves.push_back({seq, 0, "", record.SerializeAsString()});
   }
-  if (moves.empty()) return;
   std::optional<uint64_t> reservation;
   uint64_t first = AllocSeqsLocked(moves.size(), &reservation);
   Activations activate;
@@ -1025,42 +1043,46 @@ void EngineImpl::DeadLetterLocked(Queue& q, const std::vector<uint64_t>& seqs, i
   for (size_t k = 0; k < moves.size(); ++k) {
     Move& mv = moves[k];
     mv.new_seq = first + k;
-    mv.new_key = MessageKey(dlq->id, mv.new_seq);
-    const MsgState& old = q.messages.at(mv.seq);
-    IndexRemoveLocked(q, mv.seq, old);
+    mv.new_key = MessageKey(to.id, mv.new_seq);
+    const MsgState& old = from.messages.at(mv.seq);
+    IndexRemoveLocked(from, mv.seq, old);
     MsgState m;
     m.enqueue_time = now;
     m.visible_at = now;
     m.size = old.size;
     m.pending = true;
-    q.messages.erase(mv.seq);
-    dlq->messages.emplace(mv.new_seq, m);
-    IndexAddLocked(*dlq, mv.new_seq, m);
-    activate.emplace_back(dlq->id, mv.new_seq);
+    from.messages.erase(mv.seq);
+    to.messages.emplace(mv.new_seq, m);
+    IndexAddLocked(to, mv.new_seq, m);
+    activate.emplace_back(to.id, mv.new_seq);
     states.push_back(ToRecord(m).SerializeAsString());
+    if (moved) moved->push_back({FormatMessageId(mv.seq), FormatMessageId(mv.new_seq)});
   }
   int64_t n = static_cast<int64_t>(moves.size());
-  q.counters[static_cast<int>(Counter::kDeadLettered)] += n;
-  dlq->counters[static_cast<int>(Counter::kEnqueued)] += n;
+  Counter out = kind == MoveKind::kDeadLetter ? Counter::kDeadLettered : Counter::kMoved;
+  from.counters[static_cast<int>(out)] += n;
+  to.counters[static_cast<int>(Counter::kEnqueued)] += n;
   pipeline_->Submit(
       [&](rocksdb::WriteBatch& b) {
         for (size_t k = 0; k < moves.size(); ++k) {
-          std::string old_key = MessageKey(q.id, moves[k].seq);
+          std::string old_key = MessageKey(from.id, moves[k].seq);
           b.Delete(messages_cf_, old_key);
           b.Delete(state_cf_, old_key);
           b.Put(messages_cf_, moves[k].new_key, moves[k].record);
           b.Put(state_cf_, moves[k].new_key, states[k]);
         }
-        MergeCounter(b, q.id, Counter::kDeadLettered, n);
-        MergeCounter(b, dlq->id, Counter::kEnqueued, n);
+        MergeCounter(b, from.id, out, n);
+        MergeCounter(b, to.id, Counter::kEnqueued, n);
         if (reservation) {
           std::string v;
           AppendBigEndian64(&v, *reservation);
           b.Put(default_cf_, kSeqReservedKey, v);
         }
       },
-      [this, activate = std::move(activate)](const absl::Status& s) {
+      [this, activate = std::move(activate),
+       extra_done = std::move(extra_done)](const absl::Status& s) {
         AfterCommit(s, activate, {});
+        if (extra_done) extra_done(s);
       });
 }
 
@@ -1084,7 +1106,10 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     take.push_back(it->second);
   }
 
-  if (!dead.empty()) DeadLetterLocked(q, dead, now);
+  if (!dead.empty()) {
+    MoveLocked(q, *by_name_.at(q.config.dead_letter_queue), dead, now, MoveKind::kDeadLetter,
+               nullptr, nullptr);
+  }
   if (take.empty()) return nullptr;
 
   auto job = std::make_shared<LeaseJob>();
@@ -1437,6 +1462,85 @@ absl::StatusOr<PeekResult> EngineImpl::Peek(std::string_view queue, uint32_t max
   }
   result.messages = std::move(kept);
   return result;
+}
+
+void EngineImpl::MoveMessages(std::string source, std::string destination, uint32_t max_messages,
+                              Callback<std::vector<MovedMessage>> done) {
+  absl::Status error = ValidateMove(source, destination, max_messages);
+  if (error.ok()) {
+    absl::MutexLock lock(&mu_);
+    error = MoveMessagesLocked(source, destination, max_messages, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::MoveMessagesLocked(const std::string& source,
+                                            const std::string& destination, uint32_t max,
+                                            Callback<std::vector<MovedMessage>>& done) {
+  if (closed_) return Closing();
+  auto from = FindLocked(source);
+  if (!from.ok()) return from.status();
+  auto to = FindLocked(destination);
+  if (!to.ok()) return to.status();
+  if (max == 0) max = Limits::kDefaultPeek;
+  int64_t now = clock_->NowMillis();
+  std::vector<uint64_t> seqs;
+  for (auto it = (*from)->index.begin();
+       it != (*from)->index.end() && it->first <= now && seqs.size() < max; ++it) {
+    if (!(*from)->messages.at(it->second).pending) seqs.push_back(it->second);
+  }
+  uint64_t depth = (*to)->config.max_depth;
+  if (depth > 0 && (*to)->messages.size() + seqs.size() > depth) {
+    return absl::ResourceExhaustedError(Cat("queue \"", destination, "\" is full: max_depth is ",
+                                            depth, " and ", (*to)->messages.size(),
+                                            " messages are stored"));
+  }
+  auto moved = std::make_shared<std::vector<MovedMessage>>();
+  MoveLocked(**from, **to, seqs, now, MoveKind::kRedrive, moved.get(),
+             [moved, done = std::move(done)](const absl::Status& s) {
+               if (!s.ok()) return done(s);
+               done(std::move(*moved));
+             });
+  return absl::OkStatus();
+}
+
+void EngineImpl::DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) {
+  absl::Status error;
+  {
+    absl::MutexLock lock(&mu_);
+    error = DeleteMessageLocked(queue, message_id, done);
+  }
+  if (!error.ok()) done(error);
+}
+
+absl::Status EngineImpl::DeleteMessageLocked(const std::string& queue, const std::string& id,
+                                             Callback<bool>& done) {
+  if (closed_) return Closing();
+  auto found = FindLocked(queue);
+  if (!found.ok()) return found.status();
+  Queue& q = **found;
+  std::optional<uint64_t> seq = ParseMessageId(id);
+  if (!seq)
+    return absl::InvalidArgumentError("message_id: is not a message id (16 lower-case hex digits)");
+  auto it = q.messages.find(*seq);
+  if (it == q.messages.end() || it->second.pending) {
+    return absl::NotFoundError(Cat("message ", id, " not found in queue \"", queue, "\""));
+  }
+  IndexRemoveLocked(q, *seq, it->second);
+  q.messages.erase(it);
+  q.counters[static_cast<int>(Counter::kDeleted)] += 1;
+  pipeline_->Submit(
+      [&](rocksdb::WriteBatch& b) {
+        std::string key = MessageKey(q.id, *seq);
+        b.Delete(messages_cf_, key);
+        b.Delete(state_cf_, key);
+        MergeCounter(b, q.id, Counter::kDeleted, 1);
+      },
+      [done = std::move(done)](const absl::Status& s) {
+        if (!s.ok()) return done(s);
+        done(true);
+      });
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,6 +59,18 @@ inline absl::StatusOr<std::vector<ReceiptOutcome>> ExtendLeaseSync(
   });
 }
 
+inline absl::StatusOr<std::vector<MovedMessage>> MoveMessagesSync(Engine& e, std::string source,
+                                                                  std::string destination,
+                                                                  uint32_t max_messages) {
+  return Await<std::vector<MovedMessage>>([&](auto cb) {
+    e.MoveMessages(std::move(source), std::move(destination), max_messages, cb);
+  });
+}
+inline absl::Status DeleteMessageSync(Engine& e, std::string queue, std::string message_id) {
+  return Await<bool>([&](auto cb) { e.DeleteMessage(std::move(queue), std::move(message_id), cb); })
+      .status();
+}
+
 }  // namespace spool::engine
 
 #endif  // SPOOL_ENGINE_SYNC_H_

@@ -55,6 +55,7 @@ struct QueueStats {
   int64_t oldest_ready_age_ms = 0;
   uint64_t enqueued_total = 0, acked_total = 0, delivered_total = 0;
   uint64_t dead_lettered_total = 0, expired_total = 0, purged_total = 0;
+  uint64_t deleted_total = 0, moved_total = 0;
 };
 
 struct QueueInfo {
@@ -119,6 +120,11 @@ struct PeekedMessage {
   int64_t visible_time_ms = 0;
   std::string dead_letter_source_queue;
   std::string dead_letter_source_id;
+};
+
+struct MovedMessage {
+  std::string source_id;
+  std::string destination_id;
 };
 
 struct PeekResult {

@@ -183,6 +183,18 @@ absl::Status ValidatePeek(uint32_t max_messages, std::string_view start_after) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateMove(std::string_view source, std::string_view destination,
+                          uint32_t max_messages) {
+  if (auto s = ValidateQueueName(source, "source"); !s.ok()) return s;
+  if (auto s = ValidateQueueName(destination, "destination"); !s.ok()) return s;
+  if (source == destination) return Invalid("destination", "must differ from source");
+  if (max_messages > Limits::kMaxBatch) {
+    return Invalid("max_messages",
+                   Cat("must be at most ", Limits::kMaxBatch, " (got ", max_messages, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateList(std::string_view prefix, uint32_t page_size,
                           std::string_view page_token) {
   if (page_size > Limits::kMaxPage) {

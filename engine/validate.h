@@ -39,6 +39,10 @@ absl::Status ValidateVisibility(std::optional<int64_t> visibility_timeout_ms);
 
 absl::Status ValidatePeek(uint32_t max_messages, std::string_view start_after);
 
+// MoveMessages: both names, distinct, and max_messages at most 1000.
+absl::Status ValidateMove(std::string_view source, std::string_view destination,
+                          uint32_t max_messages);
+
 absl::Status ValidateList(std::string_view prefix, uint32_t page_size, std::string_view page_token);
 
 }  // namespace spool::engine

@@ -105,6 +105,8 @@ void ToProto(const engine::QueueInfo& in, v1::Queue* out) {
   s->set_dead_lettered_total(in.stats.dead_lettered_total);
   s->set_expired_total(in.stats.expired_total);
   s->set_purged_total(in.stats.purged_total);
+  s->set_deleted_total(in.stats.deleted_total);
+  s->set_moved_total(in.stats.moved_total);
   ToTimestamp(in.create_time_ms, out->mutable_create_time());
 }
 

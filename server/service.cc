@@ -256,4 +256,31 @@ ServerUnaryReactor* QueueService::Peek(CallbackServerContext* ctx, const v1::Pee
   return Fail(ctx, page.status());
 }
 
+ServerUnaryReactor* QueueService::MoveMessages(CallbackServerContext* ctx,
+                                               const v1::MoveMessagesRequest* req,
+                                               v1::MoveMessagesResponse* resp) {
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  engine_->MoveMessages(req->source(), req->destination(), req->max_messages(),
+                        [reactor, resp](auto result) {
+                          if (result.ok()) {
+                            for (auto& m : *result) {
+                              v1::MovedMessage* out = resp->add_moved();
+                              out->set_source_id(std::move(m.source_id));
+                              out->set_destination_id(std::move(m.destination_id));
+                            }
+                          }
+                          reactor->Finish(ToGrpc(result.status()));
+                        });
+  return reactor;
+}
+
+ServerUnaryReactor* QueueService::DeleteMessage(CallbackServerContext* ctx,
+                                                const v1::DeleteMessageRequest* req,
+                                                v1::DeleteMessageResponse*) {
+  ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  engine_->DeleteMessage(req->queue(), req->message_id(),
+                         [reactor](auto result) { reactor->Finish(ToGrpc(result.status())); });
+  return reactor;
+}
+
 }  // namespace spool::server

@@ -44,6 +44,12 @@ class QueueService final : public v1::QueueService::CallbackService {
                                         v1::ExtendLeaseResponse* resp) override;
   grpc::ServerUnaryReactor* Peek(grpc::CallbackServerContext* ctx, const v1::PeekRequest* req,
                                  v1::PeekResponse* resp) override;
+  grpc::ServerUnaryReactor* MoveMessages(grpc::CallbackServerContext* ctx,
+                                         const v1::MoveMessagesRequest* req,
+                                         v1::MoveMessagesResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteMessage(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteMessageRequest* req,
+                                          v1::DeleteMessageResponse* resp) override;
 
  private:
   engine::Engine* const engine_;

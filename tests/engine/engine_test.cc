@@ -554,6 +554,74 @@ TEST_F(EngineTest, LargeLeaseResponsesAreCappedButNeverEmpty) {
   EXPECT_EQ(Take("big", 10).size(), 1u);
 }
 
+TEST_F(EngineTest, MoveMessagesRedrivesReadyMessagesWithFreshCounts) {
+  Create("dlq");
+  QueueConfig c;
+  c.max_deliveries = 1;
+  c.dead_letter_queue = "dlq";
+  Create("jobs", c);
+  Send("jobs", {"a", "b", "c"});
+  for (int i = 0; i < 3; ++i) NackOne("jobs", Take("jobs")[0].receipt);
+  EXPECT_TRUE(Take("jobs", 10).empty());  // all three dead-lettered now
+  ASSERT_EQ(Stats("dlq").total, 3u);
+  auto leased_in_dlq = Take("dlq");  // a leased one is not moved
+  auto moved = MoveMessagesSync(*engine_, "dlq", "jobs", 10);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  ASSERT_EQ(moved->size(), 2u);
+  EXPECT_NE((*moved)[0].source_id, (*moved)[0].destination_id);
+  QueueStats dlq = Stats("dlq"), jobs = Stats("jobs");
+  EXPECT_EQ(dlq.total, 1u);
+  EXPECT_EQ(dlq.moved_total, 2u);
+  EXPECT_EQ(jobs.total, 2u);
+  auto again = Take("jobs", 10);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].payload, "b");        // lease order of the dead-letter queue
+  EXPECT_EQ(again[0].delivery_count, 1u);  // counted afresh
+  EXPECT_EQ(again[0].message_id, (*moved)[0].destination_id);
+  auto peek = engine_->Peek("jobs", 10, "");
+  EXPECT_TRUE(peek->messages[0].dead_letter_source_queue.empty());
+  EXPECT_EQ(AckOne("dlq", leased_in_dlq[0].receipt), Outcome::kOk);
+  Reopen();
+  EXPECT_EQ(Stats("dlq").moved_total, 2u);
+  EXPECT_EQ(Stats("jobs").total, 2u);
+}
+
+TEST_F(EngineTest, MoveMessagesMovesAtMostMaxAndChecksItsArguments) {
+  Create("a");
+  QueueConfig small;
+  small.max_depth = 3;
+  Create("b", small);
+  Send("a", {"1", "2", "3", "4", "5"});
+  auto moved = MoveMessagesSync(*engine_, "a", "b", 2);
+  ASSERT_EQ(moved->size(), 2u);
+  EXPECT_EQ(MoveMessagesSync(*engine_, "a", "b", 2).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Stats("a").total, 3u);  // the refused move changed nothing
+  EXPECT_EQ(MoveMessagesSync(*engine_, "a", "a", 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MoveMessagesSync(*engine_, "a", "nope", 2).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(MoveMessagesSync(*engine_, "a", "b", 1001).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(PurgeQueueSync(*engine_, "a").ok());
+  EXPECT_TRUE(MoveMessagesSync(*engine_, "a", "b", 2)->empty());
+}
+
+TEST_F(EngineTest, DeleteMessageRemovesOneMessageInAnyState) {
+  Create("jobs");
+  auto ids = Send("jobs", {"poison", "fine"});
+  auto leased = Take("jobs");
+  ASSERT_TRUE(DeleteMessageSync(*engine_, "jobs", ids[0]).ok());
+  EXPECT_EQ(DeleteMessageSync(*engine_, "jobs", ids[0]).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(DeleteMessageSync(*engine_, "jobs", "zz").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Stats("jobs").total, 1u);
+  EXPECT_EQ(Stats("jobs").deleted_total, 1u);
+  EXPECT_EQ(AckOne("jobs", leased[0].receipt), Outcome::kOk);  // gone already
+  EXPECT_EQ(Payloads(Take("jobs", 10)), (Strings{"fine"}));
+  Reopen();
+  EXPECT_EQ(Stats("jobs").deleted_total, 1u);
+}
+
 class EngineSmallBatchTest : public EngineFixture {
   Options MakeOptions() override {
     Options o = EngineFixture::MakeOptions();

@@ -363,6 +363,38 @@ TEST_F(ServerTest, LeaseWithoutMaxMessagesTakesOne) {
   EXPECT_NEAR(resp.messages(0).lease_deadline().seconds() - std::time(nullptr), 30, 2);
 }
 
+TEST_F(ServerTest, MoveMessagesAndDeleteMessage) {
+  ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "dlq").ok());
+  ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "jobs").ok());
+  auto ids = spool::testing::Enqueue(*stub_, "dlq", {"a", "b", "c"});
+  grpc::ClientContext ctx;
+  v1::MoveMessagesRequest req;
+  req.set_source("dlq");
+  req.set_destination("jobs");
+  req.set_max_messages(2);
+  v1::MoveMessagesResponse resp;
+  ASSERT_TRUE(stub_->MoveMessages(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.moved_size(), 2);
+  EXPECT_EQ(resp.moved(0).source_id(), ids[0]);
+  v1::Queue dlq = spool::testing::GetQueue(*stub_, "dlq");
+  EXPECT_EQ(dlq.stats().total(), 1u);
+  EXPECT_EQ(dlq.stats().moved_total(), 2u);
+
+  grpc::ClientContext bad;
+  req.set_destination("dlq");
+  EXPECT_EQ(stub_->MoveMessages(&bad, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext del;
+  v1::DeleteMessageRequest dreq;
+  dreq.set_queue("dlq");
+  dreq.set_message_id(ids[2]);
+  v1::DeleteMessageResponse dresp;
+  ASSERT_TRUE(stub_->DeleteMessage(&del, dreq, &dresp).ok());
+  grpc::ClientContext again;
+  EXPECT_EQ(stub_->DeleteMessage(&again, dreq, &dresp).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(spool::testing::GetQueue(*stub_, "dlq").stats().deleted_total(), 1u);
+}
+
 TEST_F(ServerTest, ShutdownEndsWaitingLeasesEmptyAndRefusesNewCalls) {
   ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "jobs").ok());
   grpc::Status status;
