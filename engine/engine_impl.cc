@@ -8,16 +8,10 @@
 // order is the decision order. Replies go out from the pipeline's callbacks, after the write is
 // durable. A message whose enqueue is not yet durable is "pending": counted, but neither
 // leased nor peeked until its write completes.
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
-#include <cstring>
 #include <deque>
-#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -33,12 +27,11 @@
 #include "engine/engine.h"
 #include "engine/receipt.h"
 #include "engine/storage.pb.h"
+#include "engine/store.h"
 #include "engine/strings.h"
 #include "engine/validate.h"
 #include "rocksdb/db.h"
-#include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
-#include "rocksdb/utilities/table_properties_collectors.h"
 
 namespace spool::engine {
 
@@ -51,19 +44,6 @@ inline constexpr uint64_t kSeqBlock = 1 << 20;
 inline constexpr size_t kMaxLeaseScan = 100'000;
 
 namespace {
-
-// Adds little-endian int64 operands: the counters in the default column family.
-class Int64AddOperator final : public rocksdb::AssociativeMergeOperator {
- public:
-  bool Merge(const rocksdb::Slice&, const rocksdb::Slice* existing, const rocksdb::Slice& value,
-             std::string* new_value, rocksdb::Logger*) const override {
-    int64_t sum = DecodeInt64(value.ToStringView()).value_or(0);
-    if (existing) sum += DecodeInt64(existing->ToStringView()).value_or(0);
-    *new_value = EncodeInt64(sum);
-    return true;
-  }
-  const char* Name() const override { return "spool.Int64Add"; }
-};
 
 struct MsgState {
   int64_t visible_at = 0;  // wall ms: lease deadline, or when it becomes/became ready
@@ -356,56 +336,12 @@ void EngineImpl::Log(const std::string& line) {
 // Opening and closing
 
 absl::Status EngineImpl::OpenStore() {
-  std::error_code ec;
-  std::filesystem::create_directories(options_.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        Cat("cannot create data directory ", options_.data_dir, ": ", ec.message()));
-  }
-  std::string lock_path = options_.data_dir + "/spool.lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) {
-    return absl::FailedPreconditionError(
-        Cat("cannot open ", lock_path, ": ", std::strerror(errno)));
-  }
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(Cat("data directory ", options_.data_dir,
-                                               " is in use by another spoold (it holds ", lock_path,
-                                               ")"));
-    }
-    return absl::FailedPreconditionError(Cat("cannot lock ", lock_path, ": ", std::strerror(err)));
-  }
-
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
-  // Refuse to open a log with a corrupted record in the middle rather than silently dropping
-  // what followed it (acknowledged messages); a torn record at the tail is still recovered.
-  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
-  db_options.max_total_wal_size = 256 << 20;
-  db_options.max_open_files = -1;
-  db_options.max_background_jobs = 2;
-  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-
-  rocksdb::ColumnFamilyOptions meta_options;
-  meta_options.merge_operator = std::make_shared<Int64AddOperator>();
-  rocksdb::ColumnFamilyOptions queue_options;
-  // Consumed heads leave runs of tombstones; compact files dense with them.
-  queue_options.table_properties_collector_factories.push_back(
-      rocksdb::NewCompactOnDeletionCollectorFactory(10'000, 5'000, 0.3));
-  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, meta_options},
-      {kMessagesFamily, queue_options},
-      {kStateFamily, queue_options},
-      {kDedupFamily, queue_options},
-  };
+  absl::StatusOr<int> dir_lock = LockDataDir(options_.data_dir, /*create=*/true);
+  if (!dir_lock.ok()) return dir_lock.status();
+  lock_fd_ = *dir_lock;
   rocksdb::DB* raw = nullptr;
-  std::string db_path = options_.data_dir + "/db";
-  rocksdb::Status s = rocksdb::DB::Open(db_options, db_path, families, &handles_, &raw);
+  std::string db_path = StorePath(options_.data_dir);
+  rocksdb::Status s = rocksdb::DB::Open(StoreOptions(), db_path, StoreFamilies(), &handles_, &raw);
   if (!s.ok()) {
     if (s.IsCorruption()) {
       return absl::DataLossError(Cat(
