@@ -12,7 +12,7 @@
 #include <mutex>
 
 #include "grpcpp/health_check_service_interface.h"
-#include "src/proto/grpc/health/health.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/grpc_util.h"
 #include "tests/test_util.h"
 
