@@ -254,7 +254,11 @@ class SpoolctlTest(unittest.TestCase):
         # In the dead-letter queue, deliver them once more, so their counts are not zero.
         again = self.json("lease", "rd-dead", "--max", "5")
         self.json("nack", "rd-dead", *[m["receipt"] for m in again["messages"]])
-        self.assertTrue(all(m["delivery_count"] == 1 for m in self.json("peek", "rd-dead")["messages"]))
+        dead = self.json("peek", "rd-dead")["messages"]
+        self.assertTrue(all(m["delivery_count"] == 1 for m in dead))
+        self.assertTrue(all(m["dead_letter_source_queue"] == "rd" for m in dead))
+        _, table, _ = self.ctl("peek", "rd-dead", "--limit", "1", expect=0)
+        self.assertIn(f"rd/{dead[0]['dead_letter_source_id']}", table.decode())
         moved = self.json("redrive", "rd-dead", "--to", "rd", "--max", "3")
         self.assertEqual(moved["moved"], "3")
         self.assertEqual(len(moved["messages"]), 3)
@@ -323,7 +327,7 @@ class OfflineTest(unittest.TestCase):
             _, out, _ = spoolctl(None, "--data-dir", data, "inspect", expect=0)
             self.assertIn("TOMBSTONES (EST.)", out.decode())
             _, out, _ = spoolctl(None, "--data-dir", data, "verify", expect=0)
-            self.assertEqual(out.decode(), "ok: 1 queues, 3 messages, every invariant holds\n")
+            self.assertEqual(out.decode(), "ok: 1 queue, 3 messages, every invariant holds\n")
             rc, _, err = spoolctl(None, "--data-dir", os.path.join(tmp, "none"), "verify")
             self.assertEqual(rc, 1)
             self.assertIn("no Spool store", err)

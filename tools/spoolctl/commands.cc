@@ -268,8 +268,8 @@ int Ctl::Delete(const std::string& name, bool yes) {
   if (global_.json) {
     PrintJson(resp);
   } else {
-    io_.out << "queue \"" << name << "\" deleted (" << current.stats().total()
-            << " messages removed)\n";
+    io_.out << "queue \"" << name << "\" deleted (" << Plural(current.stats().total(), "message")
+            << " removed)\n";
   }
   return 0;
 }
@@ -364,14 +364,24 @@ int Ctl::Peek(const std::string& name, const PeekFlags& flags) {
     return 0;
   }
   int64_t now = NowMs();
+  // Messages that were dead-lettered say where from.
+  bool from = false;
+  for (const auto& m : found.messages()) from |= !m.dead_letter_source_queue().empty();
   std::vector<std::vector<std::string>> rows = {
       {"ID", "STATE", "DELIVERIES", "AGE", "VISIBLE", "ATTRIBUTES", "PAYLOAD"}};
+  if (from) rows[0].insert(rows[0].begin() + 6, "FROM");
   for (const auto& m : found.messages()) {
     int64_t visible = ToMs(m.visible_time());
     rows.push_back({m.message_id(), StateName(m.state()), Count(m.delivery_count()),
                     Age(now - ToMs(m.enqueue_time())),
                     visible <= now ? "now" : "in " + Age(visible - now), Attributes(m.attributes()),
                     Preview(m.payload(), 60)});
+    if (from) {
+      rows.back().insert(rows.back().begin() + 6,
+                         m.dead_letter_source_queue().empty()
+                             ? "-"
+                             : m.dead_letter_source_queue() + "/" + m.dead_letter_source_id());
+    }
   }
   io_.out << Table(rows);
   if (!found.next_start_after().empty()) {
@@ -463,7 +473,7 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
   if (global_.json) {
     PrintJson(result);
   } else {
-    io_.out << "sent " << result.sent() << " messages to \"" << name << "\"";
+    io_.out << "sent " << Plural(result.sent(), "message") << " to \"" << name << "\"";
     if (result.duplicates()) io_.out << " (" << result.duplicates() << " duplicates skipped)";
     io_.out << "\n";
   }
@@ -573,7 +583,7 @@ int Ctl::Purge(const std::string& name, bool yes) {
   if (global_.json) {
     PrintJson(result);
   } else {
-    io_.out << "purged " << resp.purged() << " messages from \"" << name << "\"\n";
+    io_.out << "purged " << Plural(resp.purged(), "message") << " from \"" << name << "\"\n";
   }
   return 0;
 }
@@ -603,7 +613,7 @@ int Ctl::Redrive(const std::string& from, const std::string& to, uint64_t max, d
     grpc::Status s = stub_->MoveMessages(Context().get(), req, &resp);
     if (!s.ok()) {
       if (io_.interactive) io_.err << "\n";
-      io_.err << "spoolctl: moved " << result.moved() << " messages before this error\n";
+      io_.err << "spoolctl: moved " << Plural(result.moved(), "message") << " before this error\n";
       return Fail(s, {{"destination", "--to"}, {"max_messages", "--max"}});
     }
     result.set_moved(result.moved() + resp.moved_size());
@@ -615,8 +625,8 @@ int Ctl::Redrive(const std::string& from, const std::string& to, uint64_t max, d
   if (global_.json) {
     PrintJson(result);
   } else {
-    io_.out << "moved " << result.moved() << " messages from \"" << from << "\" to \"" << to
-            << "\"\n";
+    io_.out << "moved " << Plural(result.moved(), "message") << " from \"" << from << "\" to \""
+            << to << "\"\n";
   }
   return 0;
 }
@@ -800,8 +810,8 @@ int Ctl::Verify() {
   if (global_.json) {
     PrintJson(out);
   } else if (out.ok()) {
-    io_.out << "ok: " << out.queues() << " queues, " << out.messages()
-            << " messages, every invariant holds\n";
+    io_.out << "ok: " << Plural(out.queues(), "queue") << ", " << Plural(out.messages(), "message")
+            << ", every invariant holds\n";
   } else {
     for (const auto& p : out.problems()) io_.out << "problem: " << p << "\n";
     io_.out << out.problems_size() << " problems in " << global_.data_dir << "\n";

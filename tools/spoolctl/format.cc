@@ -163,6 +163,10 @@ std::string Preview(std::string_view payload, size_t max_chars) {
   return out + "…(" + std::to_string(payload.size()) + " bytes)";
 }
 
+std::string Plural(uint64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   if (rows.empty()) return "";
   size_t columns = 0;

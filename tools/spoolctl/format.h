@@ -29,6 +29,9 @@ std::string Time(int64_t ms);
 // "hex:..."; cut to max_chars with "…(N bytes)" at the end when longer.
 std::string Preview(std::string_view payload, size_t max_chars);
 
+// "1 message", "3 messages".
+std::string Plural(uint64_t n, const std::string& noun);
+
 // A plain text table: columns padded to their widest cell, two spaces apart, numeric-looking
 // columns right-aligned. The first row is the header.
 std::string Table(const std::vector<std::vector<std::string>>& rows);
