@@ -15,6 +15,7 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
 CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync) : db_(db) {
   write_options_.sync = sync;
   thread_ = std::thread([this] { Run(); });
+  completion_thread_ = std::thread([this] { Complete(); });
 }
 
 CommitPipeline::~CommitPipeline() { Stop(); }
@@ -28,10 +29,10 @@ void CommitPipeline::Submit(absl::FunctionRef<void(rocksdb::WriteBatch&)> fill, 
 void CommitPipeline::Stop() {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ && !thread_.joinable()) return;
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (completion_thread_.joinable()) completion_thread_.join();
 }
 
 absl::Status CommitPipeline::error() {
@@ -51,12 +52,17 @@ void CommitPipeline::Run() {
     absl::Status error;
     {
       absl::MutexLock lock(&mu_);
+      // Stop only once nothing is left anywhere: callbacks still to run may submit more.
       mu_.Await(absl::Condition(
           +[](CommitPipeline* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stopping_ || !p->forming_done_.empty();
+            return !p->forming_done_.empty() ||
+                   (p->stopping_ && p->written_.empty() && !p->completing_);
           },
           this));
-      if (forming_done_.empty()) return;  // stopping and drained
+      if (forming_done_.empty()) {
+        writer_done_ = true;
+        return;
+      }
       group.Clear();
       std::swap(group, forming_);
       group_done.swap(forming_done_);
@@ -64,12 +70,33 @@ void CommitPipeline::Run() {
     }
     if (error.ok() && group.Count() > 0) {
       error = FromRocks(db_->Write(write_options_, &group), "write");
-      absl::MutexLock lock(&mu_);
-      ++groups_written_;
-      if (!error.ok() && error_.ok()) error_ = error;
     }
-    for (Done& done : group_done) done(error);
+    absl::MutexLock lock(&mu_);
+    if (group.Count() > 0) ++groups_written_;
+    if (!error.ok() && error_.ok()) error_ = error;
+    written_.emplace_back(std::move(group_done), error);
     group_done.clear();
+  }
+}
+
+void CommitPipeline::Complete() {
+  for (;;) {
+    std::pair<std::vector<Done>, absl::Status> next;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](CommitPipeline* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->writer_done_ || !p->written_.empty();
+          },
+          this));
+      if (written_.empty()) return;  // the writer stopped with nothing left anywhere
+      next = std::move(written_.front());
+      written_.pop_front();
+      completing_ = true;
+    }
+    for (Done& done : next.first) done(next.second);
+    absl::MutexLock lock(&mu_);
+    completing_ = false;
   }
 }
 

@@ -1,8 +1,10 @@
 // The one write path of the engine. Operations append their changes to the group being
 // formed and give a callback; one commit thread writes each group as a single atomic
-// WriteBatch with one fsync (in sync mode), then calls the group's callbacks in submit order.
-// While a group is being written the next one forms, so concurrent operations share fsyncs
-// (LevelDB's BuildBatchGroup, made explicit). No engine lock is held across the write.
+// WriteBatch with one fsync (in sync mode) and hands it to one completion thread, which calls
+// the group's callbacks in submit order. While a group is being written the next one forms,
+// and while its callbacks run (sending replies) the next one is written, so concurrent
+// operations share fsyncs (LevelDB's BuildBatchGroup, made explicit) and replies never hold up
+// the log. No engine lock is held across the write.
 //
 // Ordering: groups reach the log in submit order, and a callback runs only after every group
 // submitted before it is durable. The engine submits while holding its own mutex, so log order
@@ -14,6 +16,7 @@
 #ifndef SPOOL_ENGINE_COMMIT_PIPELINE_H_
 #define SPOOL_ENGINE_COMMIT_PIPELINE_H_
 
+#include <deque>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -52,6 +55,7 @@ class CommitPipeline {
 
  private:
   void Run();
+  void Complete();
 
   rocksdb::DB* const db_;
   rocksdb::WriteOptions write_options_;
@@ -62,7 +66,12 @@ class CommitPipeline {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   uint64_t groups_written_ ABSL_GUARDED_BY(mu_) = 0;
+  // Written groups waiting for their callbacks, oldest first.
+  std::deque<std::pair<std::vector<Done>, absl::Status>> written_ ABSL_GUARDED_BY(mu_);
+  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool completing_ ABSL_GUARDED_BY(mu_) = false;  // callbacks are running (they may Submit)
   std::thread thread_;
+  std::thread completion_thread_;
 };
 
 }  // namespace spool::engine

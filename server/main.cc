@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/synchronization/mutex.h"
 #include "server/server.h"
 
 namespace {
@@ -20,6 +21,9 @@ bool IsLoopback(const std::string& listen) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil checks every mutex acquisition for lock-order cycles; that is a debugging
+  // aid that costs on every lock of the hot path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   spool::server::ServerOptions options;
   options.engine.data_dir = "spool-data";
   std::string durability = "sync";

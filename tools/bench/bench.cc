@@ -1,0 +1,798 @@
+// spool-bench: load and latency figures for Spool, each beside a ceiling measured in the same
+// run. Over gRPC it drives a running spoold with gRPC's callback client, keeping --inflight
+// calls outstanding per worker, and first measures the gRPC ceiling (grpc.health.v1 Check at
+// the same concurrency). With --engine-dir it drives the engine in process, and first measures
+// the storage ceiling (raw RocksDB sync WriteBatches of the same payload bytes). Every run is
+// bounded by --messages and --duration and stops by itself.
+#include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "engine/engine.h"
+#include "engine/sync.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "rocksdb/db.h"
+#include "spool/v1/queue.grpc.pb.h"
+#include "tools/bench/histogram.h"
+#include "tools/spoolctl/format.h"
+
+namespace spool::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowNs() { return Clock::now().time_since_epoch().count(); }
+
+struct Config {
+  std::string server = "127.0.0.1:7420";
+  std::string queue = "bench";
+  std::string workload = "produce";
+  int producers = 4, consumers = 4, inflight = 1, batch = 1, channels = 4;
+  int payload_bytes = 256;
+  uint64_t messages = 0;  // 0: use duration only
+  int64_t duration_ms = 10'000;
+  double rate = 1000;  // e2e: messages per second, open loop
+  bool json = false;
+  bool baseline = true;  // measure the ceiling first
+  int server_pid = 0;
+  std::string engine_dir;  // in-process engine instead of gRPC
+  bool engine_async = false;
+};
+
+// What one phase measured.
+struct Result {
+  std::string name;
+  double seconds = 0;
+  uint64_t messages = 0, calls = 0;
+  std::map<std::string, Histogram> latency;  // per RPC kind, and "e2e"
+  std::map<std::string, uint64_t> errors;
+  double client_cpu = 0, server_cpu = 0;
+  double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+  double call_rate() const { return seconds > 0 ? static_cast<double>(calls) / seconds : 0; }
+};
+
+double ClientCpu() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double ProcessCpu(int pid) {
+  if (pid <= 0) return 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) {
+      stime = std::stod(field);
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Per-thread recording, merged at the end; each recorder is touched by one thread at a time.
+class Recorder {
+ public:
+  void Latency(const std::string& kind, int64_t ns) {
+    std::lock_guard<std::mutex> l(mu_);
+    latency_[kind].Record(ns);
+  }
+  void Error(const std::string& what) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++errors_[what];
+  }
+  void Into(Result* r) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [k, h] : latency_) r->latency[k].Merge(h);
+    for (auto& [k, n] : errors_) r->errors[k] += n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::string, uint64_t> errors_;
+};
+
+std::string CodeName(const grpc::Status& s) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  int c = s.error_code();
+  return c >= 0 && c <= 16 ? kNames[c] : "?";
+}
+
+// Counts down to the end of a phase: a message budget, a deadline, or both.
+class Budget {
+ public:
+  Budget(uint64_t messages, int64_t duration_ms)
+      : messages_(messages), deadline_(Clock::now() + std::chrono::milliseconds(duration_ms)) {}
+  // Takes up to n messages from the budget; 0 when the phase is over.
+  uint64_t Take(uint64_t n) {
+    if (Clock::now() >= deadline_) return 0;
+    if (messages_ == 0) return n;
+    uint64_t before = taken_.fetch_add(n);
+    if (before >= messages_) return 0;
+    return std::min(n, messages_ - before);
+  }
+  bool Over() const {
+    return Clock::now() >= deadline_ || (messages_ > 0 && taken_.load() >= messages_);
+  }
+
+ private:
+  const uint64_t messages_;
+  const Clock::time_point deadline_;
+  std::atomic<uint64_t> taken_{0};
+};
+
+// Waits for `outstanding` call chains to finish, printing progress on a terminal.
+class Tracker {
+ public:
+  explicit Tracker(int chains) : running_(chains) {}
+  void ChainDone() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (--running_ == 0) cv_.notify_all();
+  }
+  void Wait(const std::atomic<uint64_t>& progress, const char* what) {
+    bool tty = isatty(2);
+    auto start = Clock::now();
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, std::chrono::milliseconds(500), [&] { return running_ == 0; })) {
+      if (tty) {
+        double s = std::chrono::duration<double>(Clock::now() - start).count();
+        std::fprintf(stderr, "\r  %s: %llu messages, %.0f/s   ", what,
+                     static_cast<unsigned long long>(progress.load()),
+                     static_cast<double>(progress.load()) / s);
+      }
+    }
+    if (tty) std::fprintf(stderr, "\r%60s\r", "");
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_;
+};
+
+class GrpcBench {
+ public:
+  explicit GrpcBench(const Config& c) : c_(c) {
+    for (int i = 0; i < c.channels; ++i) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(64 << 20);
+      args.SetInt("spool.bench.channel", i);  // distinct channels, not one shared subchannel
+      auto ch = grpc::CreateCustomChannel(c.server, grpc::InsecureChannelCredentials(), args);
+      channels_.push_back(ch);
+      stubs_.push_back(v1::QueueService::NewStub(ch));
+      health_.push_back(grpc::health::v1::Health::NewStub(ch));
+    }
+  }
+
+  bool EnsureQueue() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::CreateQueueRequest req;
+    req.set_name(c_.queue);
+    v1::Queue q;
+    grpc::Status s = stubs_[0]->CreateQueue(&ctx, req, &q);
+    if (!s.ok()) {
+      std::fprintf(stderr, "spool-bench: cannot create queue %s at %s: %s\n", c_.queue.c_str(),
+                   c_.server.c_str(), s.error_message().c_str());
+    }
+    return s.ok();
+  }
+
+  uint64_t Depth() {
+    grpc::ClientContext ctx;
+    v1::GetQueueRequest req;
+    req.set_name(c_.queue);
+    v1::Queue q;
+    return stubs_[0]->GetQueue(&ctx, req, &q).ok() ? q.stats().total() : 0;
+  }
+
+  // grpc.health.v1 Check with workers x inflight calls outstanding.
+  Result Noop(int workers) {
+    Result r;
+    r.name = "noop";
+    Budget budget(c_.messages, std::min<int64_t>(c_.duration_ms, 5000));
+    Recorder rec;
+    std::atomic<uint64_t> done{0};
+    int chains = workers * c_.inflight;
+    Tracker tracker(chains);
+    struct Slot {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      grpc::health::v1::HealthCheckRequest req;
+      grpc::health::v1::HealthCheckResponse resp;
+      int64_t start;
+      grpc::health::v1::Health::Stub* stub;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::function<void(Slot*)> issue = [&](Slot* s) {
+      if (budget.Take(1) == 0) return tracker.ChainDone();
+      s->ctx = std::make_unique<grpc::ClientContext>();
+      s->start = NowNs();
+      s->stub->async()->Check(s->ctx.get(), &s->req, &s->resp, [&, s](grpc::Status st) {
+        rec.Latency("check", NowNs() - s->start);
+        if (!st.ok()) rec.Error("check " + CodeName(st));
+        ++done;
+        issue(s);
+      });
+    };
+    return Run(r, chains, slots, issue, tracker, done, rec,
+               [&](Result& res) { res.messages = res.calls = done.load(); });
+  }
+
+  // Enqueue batches of c_.batch, producers x inflight outstanding.
+  Result Produce(Budget& budget, const char* name = "produce") {
+    Result r;
+    r.name = name;
+    Recorder rec;
+    std::atomic<uint64_t> sent{0}, calls{0};
+    int chains = c_.producers * c_.inflight;
+    Tracker tracker(chains);
+    struct Slot {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::EnqueueRequest req;
+      v1::EnqueueResponse resp;
+      int64_t start;
+      v1::QueueService::Stub* stub;
+      uint64_t n;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::string payload(c_.payload_bytes, 'x');
+    std::function<void(Slot*)> issue = [&](Slot* s) {
+      uint64_t n = budget.Take(c_.batch);
+      if (n == 0) return tracker.ChainDone();
+      if (s->req.messages_size() != static_cast<int>(n)) {
+        s->req.clear_messages();
+        for (uint64_t i = 0; i < n; ++i) s->req.add_messages()->set_payload(payload);
+      }
+      s->n = n;
+      s->ctx = std::make_unique<grpc::ClientContext>();
+      s->resp.Clear();
+      s->start = NowNs();
+      s->stub->async()->Enqueue(s->ctx.get(), &s->req, &s->resp, [&, s](grpc::Status st) {
+        rec.Latency("enqueue", NowNs() - s->start);
+        ++calls;
+        if (st.ok()) {
+          sent += s->n;
+        } else {
+          rec.Error("enqueue " + CodeName(st));
+        }
+        issue(s);
+      });
+    };
+    return Run(r, chains, slots, issue, tracker, sent, rec, [&](Result& res) {
+      res.messages = sent.load();
+      res.calls = calls.load();
+    });
+  }
+
+  // Lease c_.batch, then Ack them, consumers x inflight outstanding; until the budget is
+  // spent or the queue is empty.
+  Result Consume(Budget& budget, bool stop_when_empty, const char* name = "consume") {
+    Result r;
+    r.name = name;
+    Recorder rec;
+    std::atomic<uint64_t> acked{0}, calls{0};
+    int chains = c_.consumers * c_.inflight;
+    Tracker tracker(chains);
+    struct Slot {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::LeaseRequest lease;
+      v1::LeaseResponse leased;
+      v1::AckRequest ack;
+      v1::AckResponse acked;
+      int64_t start;
+      v1::QueueService::Stub* stub;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::function<void(Slot*)> issue = [&](Slot* s) {
+      if (budget.Over()) return tracker.ChainDone();
+      s->lease.set_queue(c_.queue);
+      s->lease.set_max_messages(c_.batch);
+      s->lease.mutable_visibility_timeout()->set_seconds(60);
+      if (!stop_when_empty) s->lease.mutable_wait_time()->set_seconds(1);
+      s->ctx = std::make_unique<grpc::ClientContext>();
+      s->leased.Clear();
+      s->start = NowNs();
+      s->stub->async()->Lease(s->ctx.get(), &s->lease, &s->leased, [&, s](grpc::Status st) {
+        rec.Latency("lease", NowNs() - s->start);
+        ++calls;
+        if (!st.ok()) {
+          rec.Error("lease " + CodeName(st));
+          return issue(s);
+        }
+        if (s->leased.messages_size() == 0) {
+          if (stop_when_empty) return tracker.ChainDone();
+          return issue(s);
+        }
+        s->ack.set_queue(c_.queue);
+        s->ack.clear_receipts();
+        for (const auto& m : s->leased.messages()) s->ack.add_receipts(m.receipt());
+        s->ctx = std::make_unique<grpc::ClientContext>();
+        s->acked.Clear();
+        s->start = NowNs();
+        s->stub->async()->Ack(s->ctx.get(), &s->ack, &s->acked, [&, s](grpc::Status st2) {
+          rec.Latency("ack", NowNs() - s->start);
+          ++calls;
+          if (st2.ok()) {
+            acked += s->acked.results_size();
+            budget.Take(s->acked.results_size());
+          } else {
+            rec.Error("ack " + CodeName(st2));
+          }
+          issue(s);
+        });
+      });
+    };
+    return Run(r, chains, slots, issue, tracker, acked, rec, [&](Result& res) {
+      res.messages = acked.load();
+      res.calls = calls.load();
+    });
+  }
+
+  // Open loop: a sender schedules enqueues at c_.rate per second, each carrying its scheduled
+  // send time; consumers long-poll and ack. End-to-end latency = lease reply - scheduled time,
+  // so a stall of the sender is counted, not hidden.
+  Result EndToEnd() {
+    Result r;
+    r.name = "e2e";
+    Recorder rec;
+    std::atomic<uint64_t> received{0}, calls{0};
+    std::atomic<bool> sending{true};
+    uint64_t total =
+        c_.messages > 0 ? c_.messages : static_cast<uint64_t>(c_.rate * c_.duration_ms / 1000.0);
+    int chains = c_.consumers;
+    Tracker tracker(chains);
+    auto deadline = Clock::now() + std::chrono::milliseconds(c_.duration_ms + 5000);
+    struct Slot {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::LeaseRequest lease;
+      v1::LeaseResponse leased;
+      v1::AckRequest ack;
+      v1::AckResponse acked;
+      std::unique_ptr<grpc::ClientContext> ack_ctx;
+      int64_t start;
+      v1::QueueService::Stub* stub;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::function<void(Slot*)> issue = [&](Slot* s) {
+      if ((!sending && received.load() >= total) || Clock::now() > deadline) {
+        return tracker.ChainDone();
+      }
+      s->lease.set_queue(c_.queue);
+      s->lease.set_max_messages(c_.batch);
+      s->lease.mutable_visibility_timeout()->set_seconds(60);
+      s->lease.mutable_wait_time()->set_nanos(200'000'000);
+      s->ctx = std::make_unique<grpc::ClientContext>();
+      s->leased.Clear();
+      s->start = NowNs();
+      s->stub->async()->Lease(s->ctx.get(), &s->lease, &s->leased, [&, s](grpc::Status st) {
+        int64_t now = NowNs();
+        ++calls;
+        if (!st.ok()) {
+          rec.Error("lease " + CodeName(st));
+          return issue(s);
+        }
+        if (s->leased.messages_size() > 0) rec.Latency("lease", now - s->start);
+        s->ack.set_queue(c_.queue);
+        s->ack.clear_receipts();
+        for (const auto& m : s->leased.messages()) {
+          int64_t scheduled = 0;
+          std::memcpy(&scheduled, m.payload().data(), sizeof scheduled);
+          rec.Latency("e2e", now - scheduled);
+          s->ack.add_receipts(m.receipt());
+        }
+        received += s->leased.messages_size();
+        if (s->ack.receipts_size() == 0) return issue(s);
+        // Ack and lease again at once; the ack's reply is not waited for.
+        auto ack_state = std::make_shared<
+            std::pair<grpc::ClientContext, std::pair<v1::AckRequest, v1::AckResponse>>>();
+        ack_state->second.first = s->ack;
+        int64_t ack_start = NowNs();
+        s->stub->async()->Ack(&ack_state->first, &ack_state->second.first,
+                              &ack_state->second.second,
+                              [&, ack_state, ack_start](grpc::Status st2) {
+                                rec.Latency("ack", NowNs() - ack_start);
+                                if (!st2.ok()) rec.Error("ack " + CodeName(st2));
+                              });
+        issue(s);
+      });
+    };
+    for (int i = 0; i < chains; ++i) {
+      auto s = std::make_unique<Slot>();
+      s->stub = stubs_[i % stubs_.size()].get();
+      slots.push_back(std::move(s));
+    }
+    double cpu0 = ClientCpu(), scpu0 = ProcessCpu(c_.server_pid);
+    auto start = Clock::now();
+    for (auto& s : slots) issue(s.get());
+    // The sender: one enqueue of one message per scheduled time.
+    std::atomic<uint64_t> outstanding{0};
+    std::thread sender([&] {
+      auto t0 = Clock::now();
+      for (uint64_t k = 0; k < total; ++k) {
+        auto due = t0 + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * k / c_.rate));
+        std::this_thread::sleep_until(due);
+        int64_t scheduled = due.time_since_epoch().count();
+        auto call = std::make_shared<
+            std::tuple<grpc::ClientContext, v1::EnqueueRequest, v1::EnqueueResponse>>();
+        std::get<1>(*call).set_queue(c_.queue);
+        std::string payload(std::max<int>(c_.payload_bytes, 8), 'x');
+        std::memcpy(payload.data(), &scheduled, sizeof scheduled);
+        std::get<1>(*call).add_messages()->set_payload(std::move(payload));
+        ++outstanding;
+        int64_t send_start = NowNs();
+        stubs_[k % stubs_.size()]->async()->Enqueue(&std::get<0>(*call), &std::get<1>(*call),
+                                                    &std::get<2>(*call),
+                                                    [&, call, send_start](grpc::Status st) {
+                                                      rec.Latency("enqueue", NowNs() - send_start);
+                                                      if (!st.ok())
+                                                        rec.Error("enqueue " + CodeName(st));
+                                                      --outstanding;
+                                                    });
+      }
+      while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      sending = false;
+    });
+    tracker.Wait(received, "e2e");
+    sender.join();
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.server_cpu = ProcessCpu(c_.server_pid) - scpu0;
+    r.messages = received.load();
+    r.calls = calls.load() + total;
+    rec.Into(&r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the last acks land
+    return r;
+  }
+
+ private:
+  template <typename Slot, typename Issue, typename Finish>
+  Result Run(Result& r, int chains, std::vector<std::unique_ptr<Slot>>& slots, Issue& issue,
+             Tracker& tracker, std::atomic<uint64_t>& progress, Recorder& rec, Finish finish) {
+    for (int i = 0; i < chains; ++i) {
+      auto s = std::make_unique<Slot>();
+      if constexpr (requires { s->req.set_queue(""); }) s->req.set_queue(c_.queue);
+      if constexpr (std::is_same_v<decltype(s->stub), grpc::health::v1::Health::Stub*>) {
+        s->stub = health_[i % health_.size()].get();
+      } else {
+        s->stub = stubs_[i % stubs_.size()].get();
+      }
+      slots.push_back(std::move(s));
+    }
+    double cpu0 = ClientCpu(), scpu0 = ProcessCpu(c_.server_pid);
+    auto start = Clock::now();
+    for (auto& s : slots) issue(s.get());
+    tracker.Wait(progress, r.name.c_str());
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.server_cpu = ProcessCpu(c_.server_pid) - scpu0;
+    finish(r);
+    rec.Into(&r);
+    return r;
+  }
+
+  const Config& c_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<v1::QueueService::Stub>> stubs_;
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health_;
+};
+
+// The storage ceiling: threads writing sync WriteBatches of `batch` puts of the same payload
+// bytes (16-byte keys, as the engine's) to a raw RocksDB.
+Result RawRocksDb(const Config& c, const std::string& dir) {
+  Result r;
+  r.name = "rocksdb";
+  std::filesystem::create_directories(dir);
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  rocksdb::DB* raw;
+  rocksdb::Status st = rocksdb::DB::Open(o, dir, &raw);
+  if (!st.ok()) {
+    std::fprintf(stderr, "spool-bench: %s\n", st.ToString().c_str());
+    return r;
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = !c.engine_async;
+  Budget budget(c.messages, c.duration_ms);
+  std::atomic<uint64_t> n{0}, key{0};
+  Recorder rec;
+  std::string payload(c.payload_bytes, 'x');
+  auto start = Clock::now();
+  double cpu0 = ClientCpu();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < c.producers; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        uint64_t take = budget.Take(c.batch);
+        if (take == 0) return;
+        rocksdb::WriteBatch b;
+        for (uint64_t i = 0; i < take; ++i) {
+          uint64_t k = key++;
+          char kb[16] = {};
+          std::memcpy(kb + 8, &k, 8);
+          b.Put(rocksdb::Slice(kb, 16), payload);
+        }
+        int64_t t0 = NowNs();
+        if (db->Write(wo, &b).ok()) n += take;
+        rec.Latency("write", NowNs() - t0);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.client_cpu = ClientCpu() - cpu0;
+  r.messages = n.load();
+  rec.Into(&r);
+  return r;
+}
+
+// The engine in process: producers enqueue batches (inflight each), then consumers lease and
+// ack what was produced.
+std::vector<Result> EngineBench(const Config& c) {
+  std::vector<Result> out;
+  out.push_back(RawRocksDb(c, c.engine_dir + "/raw-rocksdb"));
+  engine::Options o;
+  o.data_dir = c.engine_dir + "/engine";
+  o.durability = c.engine_async ? engine::Durability::kAsync : engine::Durability::kSync;
+  o.log = [](const std::string&) {};
+  auto e = engine::Engine::Open(o, engine::SystemClock());
+  if (!e.ok()) {
+    std::fprintf(stderr, "spool-bench: %s\n", std::string(e.status().message()).c_str());
+    return out;
+  }
+  engine::Engine& eng = **e;
+  (void)engine::CreateQueueSync(eng, c.queue, {});
+  std::string payload(c.payload_bytes, 'x');
+  for (const char* phase : {"engine-produce", "engine-consume"}) {
+    bool produce = std::strcmp(phase, "engine-produce") == 0;
+    Result r;
+    r.name = phase;
+    Budget budget(produce ? c.messages : 0, c.duration_ms);
+    Recorder rec;
+    std::atomic<uint64_t> n{0};
+    // One thread per outstanding call, each making blocking calls: the engine's own threads
+    // stay free of client work.
+    int chains = (produce ? c.producers : c.consumers) * c.inflight;
+    auto start = Clock::now();
+    double cpu0 = ClientCpu();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < chains; ++i) {
+      threads.emplace_back([&] {
+        for (;;) {
+          if (produce) {
+            uint64_t take = budget.Take(c.batch);
+            if (take == 0) return;
+            std::vector<engine::EnqueueEntry> entries(take,
+                                                      engine::EnqueueEntry{payload, {}, {}, ""});
+            int64_t t0 = NowNs();
+            auto res = engine::EnqueueSync(eng, c.queue, std::move(entries));
+            rec.Latency("enqueue", NowNs() - t0);
+            if (res.ok()) n += take;
+          } else {
+            if (budget.Over()) return;
+            engine::LeaseRequest req;
+            req.queue = c.queue;
+            req.max_messages = c.batch;
+            req.visibility_timeout_ms = 60'000;
+            int64_t t0 = NowNs();
+            auto leased = engine::LeaseSync(eng, req);
+            rec.Latency("lease", NowNs() - t0);
+            if (!leased.ok() || leased->empty()) return;
+            std::vector<std::string> receipts;
+            for (auto& m : *leased) receipts.push_back(std::move(m.receipt));
+            size_t k = receipts.size();
+            int64_t t1 = NowNs();
+            auto acked = engine::AckSync(eng, c.queue, std::move(receipts));
+            rec.Latency("ack", NowNs() - t1);
+            if (acked.ok()) n += k;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.messages = n.load();
+    rec.Into(&r);
+    out.push_back(std::move(r));
+  }
+  eng.Close();
+  return out;
+}
+
+void Print(const Config& c, const std::vector<Result>& results) {
+  const Result* ceiling = results.empty() ? nullptr : &results.front();
+  if (c.json) {
+    std::printf(
+        "{\n  \"workload\": \"%s\", \"producers\": %d, \"consumers\": %d, "
+        "\"inflight\": %d, \"batch\": %d, \"payload_bytes\": %d,\n  \"phases\": [\n",
+        c.workload.c_str(), c.producers, c.consumers, c.inflight, c.batch, c.payload_bytes);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
+      std::printf(
+          "    {\"name\": \"%s\", \"seconds\": %.3f, \"messages\": %llu, \"calls\": %llu, "
+          "\"messages_per_second\": %.1f, \"calls_per_second\": %.1f, "
+          "\"client_cpu_seconds\": %.2f, \"server_cpu_seconds\": %.2f",
+          r.name.c_str(), r.seconds, static_cast<unsigned long long>(r.messages),
+          static_cast<unsigned long long>(r.calls), r.rate(), r.call_rate(), r.client_cpu,
+          r.server_cpu);
+      if (ceiling && &r != ceiling && ceiling->rate() > 0) {
+        std::printf(
+            ", \"ratio_to_%s\": %.3f", ceiling->name.c_str(),
+            (c.batch > 1 && ceiling->name == "noop" ? r.call_rate() : r.rate()) / ceiling->rate());
+      }
+      std::printf(", \"latency_us\": {");
+      bool first = true;
+      for (const auto& [k, h] : r.latency) {
+        std::printf(
+            "%s\"%s\": {\"count\": %llu, \"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, "
+            "\"p999\": %.1f, \"max\": %.1f}",
+            first ? "" : ", ", k.c_str(), static_cast<unsigned long long>(h.count()),
+            h.Quantile(0.5) / 1e3, h.Quantile(0.9) / 1e3, h.Quantile(0.99) / 1e3,
+            h.Quantile(0.999) / 1e3, h.max() / 1e3);
+        first = false;
+      }
+      std::printf("}, \"errors\": {");
+      first = true;
+      for (const auto& [k, n] : r.errors) {
+        std::printf("%s\"%s\": %llu", first ? "" : ", ", k.c_str(),
+                    static_cast<unsigned long long>(n));
+        first = false;
+      }
+      std::printf("}}%s\n", i + 1 < results.size() ? "," : "");
+    }
+    std::printf("  ]\n}\n");
+    return;
+  }
+  for (const Result& r : results) {
+    std::printf("%-15s %10.0f msg/s %10.0f calls/s  %8llu msgs in %.2fs  cpu client %.2fs",
+                r.name.c_str(), r.rate(), r.call_rate(),
+                static_cast<unsigned long long>(r.messages), r.seconds, r.client_cpu);
+    if (c.server_pid) std::printf(" server %.2fs", r.server_cpu);
+    if (ceiling && &r != ceiling && ceiling->rate() > 0) {
+      // Against the gRPC ceiling, calls are compared with calls; against RocksDB, messages.
+      double ratio = (ceiling->name == "noop" ? r.call_rate() : r.rate()) / ceiling->rate();
+      std::printf("  = %.2f x %s", ratio, ceiling->name.c_str());
+    }
+    std::printf("\n");
+    for (const auto& [k, h] : r.latency) {
+      std::printf("    %-8s p50 %8.3f ms  p90 %8.3f  p99 %8.3f  p999 %8.3f  max %8.3f  (%llu)\n",
+                  k.c_str(), h.Quantile(0.5) / 1e6, h.Quantile(0.9) / 1e6, h.Quantile(0.99) / 1e6,
+                  h.Quantile(0.999) / 1e6, h.max() / 1e6,
+                  static_cast<unsigned long long>(h.count()));
+    }
+    for (const auto& [k, n] : r.errors) {
+      std::printf("    errors: %s x %llu\n", k.c_str(), static_cast<unsigned long long>(n));
+    }
+  }
+}
+
+int Main(int argc, char** argv) {
+  // Debian's Abseil checks every mutex acquisition for lock-order cycles; that is a debugging
+  // aid that costs on every lock of the hot path.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  Config c;
+  CLI::App app{
+      "spool-bench: Spool's throughput and latency, beside ceilings measured in the same run."};
+  app.footer(
+      "Examples (BENCHMARKS.md has the full set):\n"
+      "  spool-bench --workload produce --producers 4 --batch 100\n"
+      "  spool-bench --workload consume --consumers 4 --batch 100 --messages 500000\n"
+      "  spool-bench --workload e2e --rate 1000 --consumers 4 --duration 20s\n"
+      "  spool-bench --engine-dir /tmp/bench --producers 4 --batch 100");
+  app.add_option("--server", c.server, "spoold's HOST:PORT")->capture_default_str();
+  app.add_option("--queue", c.queue, "Queue to use (created if missing)")->capture_default_str();
+  app.add_option("--workload", c.workload, "produce, consume, e2e, mixed or noop")
+      ->check(CLI::IsMember({"produce", "consume", "e2e", "mixed", "noop"}))
+      ->capture_default_str();
+  app.add_option("--producers", c.producers, "Producer workers")->check(CLI::Range(1, 256));
+  app.add_option("--consumers", c.consumers, "Consumer workers")->check(CLI::Range(1, 256));
+  app.add_option("--inflight", c.inflight, "Calls outstanding per worker")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--batch", c.batch, "Messages per Enqueue, Lease and Ack")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--channels", c.channels, "gRPC channels (connections)")->check(CLI::Range(1, 64));
+  app.add_option("--payload-bytes", c.payload_bytes, "Payload size")->check(CLI::Range(8, 4 << 20));
+  app.add_option("--messages", c.messages, "Stop after this many messages (consume: prefill)");
+  app.add_option_function<std::string>(
+      "--duration",
+      [&c](const std::string& v) {
+        auto ms = ctl::ParseDuration(v);
+        if (!ms) throw CLI::ValidationError("--duration", "not a duration");
+        c.duration_ms = *ms;
+      },
+      "Stop after this long (default 10s)");
+  app.add_option("--rate", c.rate, "e2e: messages per second, scheduled")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--json", c.json, "One JSON document on stdout");
+  app.add_option("--server-pid", c.server_pid, "spoold's pid, to report its CPU seconds");
+  app.add_flag("!--no-baseline", c.baseline, "Skip the ceiling phase");
+  app.add_option("--engine-dir", c.engine_dir,
+                 "Benchmark the engine in process (no gRPC) in this directory, beside raw RocksDB");
+  app.add_flag("--async", c.engine_async, "With --engine-dir: async durability");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<Result> results;
+  if (!c.engine_dir.empty()) {
+    results = EngineBench(c);
+    Print(c, results);
+    return 0;
+  }
+  GrpcBench bench(c);
+  if (!bench.EnsureQueue()) return 1;
+  int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
+  if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
+  if (c.workload == "produce") {
+    Budget budget(c.messages, c.duration_ms);
+    results.push_back(bench.Produce(budget));
+  } else if (c.workload == "consume") {
+    uint64_t want = c.messages > 0 ? c.messages : 200'000;
+    uint64_t have = bench.Depth();
+    if (have < want) {
+      Config fill = c;
+      fill.batch = 1000;
+      fill.producers = 2;
+      fill.inflight = 2;
+      GrpcBench filler(fill);
+      Budget budget(want - have, 600'000);
+      filler.Produce(budget, "prefill");
+    }
+    Budget budget(want, c.duration_ms);
+    results.push_back(bench.Consume(budget, /*stop_when_empty=*/true));
+  } else if (c.workload == "mixed") {
+    Budget produce_budget(c.messages, c.duration_ms), consume_budget(0, c.duration_ms);
+    Result consumed;
+    std::thread consumer([&] { consumed = bench.Consume(consume_budget, false, "mixed-consume"); });
+    results.push_back(bench.Produce(produce_budget, "mixed-produce"));
+    consumer.join();
+    results.push_back(std::move(consumed));
+  } else if (c.workload == "e2e") {
+    results.push_back(bench.EndToEnd());
+  }
+  Print(c, results);
+  return 0;
+}
+
+}  // namespace
+}  // namespace spool::bench
+
+int main(int argc, char** argv) { return spool::bench::Main(argc, argv); }
