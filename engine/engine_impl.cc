@@ -40,6 +40,10 @@ namespace spool::engine {
 inline constexpr uint64_t kMaxResponseBytes = 3'500'000;
 // Sequence numbers are reserved in blocks, persisted in the batch that first uses a block.
 inline constexpr uint64_t kSeqBlock = 1 << 20;
+// Payload records (messages family) are Put exactly once, when a message arrives in a queue,
+// and removed exactly once, so they are removed with SingleDelete: a Put and its SingleDelete
+// cancel out when the memtable is flushed, and a message consumed soon after it was enqueued
+// never reaches a table file. (Purge and DeleteQueue use DeleteRange, which is also fine.)
 // Most index entries one Lease looks at (skipping pending ones) before giving up.
 inline constexpr size_t kMaxLeaseScan = 100'000;
 
@@ -1002,7 +1006,7 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
       [&](rocksdb::WriteBatch& b) {
         for (size_t k = 0; k < moves.size(); ++k) {
           std::string old_key = MessageKey(from.id, moves[k].seq);
-          b.Delete(messages_cf_, old_key);
+          b.SingleDelete(messages_cf_, old_key);
           b.Delete(state_cf_, old_key);
           b.Put(messages_cf_, moves[k].new_key, moves[k].record);
           b.Put(state_cf_, moves[k].new_key, states[k]);
@@ -1315,7 +1319,7 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
       [&](rocksdb::WriteBatch& b) {
         for (uint64_t seq : deleted) {
           std::string key = MessageKey(q.id, seq);
-          b.Delete(messages_cf_, key);
+          b.SingleDelete(messages_cf_, key);
           b.Delete(state_cf_, key);
         }
         for (auto& [seq, state] : updated) b.Put(state_cf_, MessageKey(q.id, seq), state);
@@ -1468,7 +1472,7 @@ absl::Status EngineImpl::DeleteMessageLocked(const std::string& queue, const std
   pipeline_->Submit(
       [&](rocksdb::WriteBatch& b) {
         std::string key = MessageKey(q.id, *seq);
-        b.Delete(messages_cf_, key);
+        b.SingleDelete(messages_cf_, key);
         b.Delete(state_cf_, key);
         MergeCounter(b, q.id, Counter::kDeleted, 1);
       },
@@ -1549,7 +1553,7 @@ int64_t EngineImpl::TickInternal() {
             [&](rocksdb::WriteBatch& b) {
               for (uint64_t seq : expired) {
                 std::string key = MessageKey(q.id, seq);
-                b.Delete(messages_cf_, key);
+                b.SingleDelete(messages_cf_, key);
                 b.Delete(state_cf_, key);
               }
               MergeCounter(b, q.id, Counter::kExpired, static_cast<int64_t>(expired.size()));

@@ -1,9 +1,13 @@
 #include "engine/receipt.h"
 
+// SHA256_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP, whose contexts
+// cannot be copied as cheaply; the plain state struct is what makes precomputed HMAC pads work.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <cstring>
 
 #include "absl/strings/escaping.h"
 #include "engine/check.h"
@@ -18,18 +22,39 @@ constexpr size_t kMacBytes = 16;
 constexpr size_t kRawBytes = kFieldBytes + kMacBytes;
 constexpr size_t kEncodedBytes = (kRawBytes * 8 + 5) / 6;  // base64 without padding
 
-void Mac(const std::string& secret, std::string_view data, unsigned char out[32]) {
-  unsigned int len = 0;
-  unsigned char* ok =
-      HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
-  SPOOL_CHECK(ok != nullptr && len == 32, "HMAC-SHA256 failed");
-}
-
 }  // namespace
 
-ReceiptSigner::ReceiptSigner(std::string secret) : secret_(std::move(secret)) {
-  SPOOL_CHECK(secret_.size() == kSecretBytes, "receipt secret has the wrong size");
+struct ReceiptSigner::Sha256State {
+  SHA256_CTX ctx;
+};
+
+ReceiptSigner::ReceiptSigner(std::string secret) {
+  SPOOL_CHECK(secret.size() == kSecretBytes, "receipt secret has the wrong size");
+  unsigned char ipad[64], opad[64];
+  for (size_t i = 0; i < 64; ++i) {
+    unsigned char k = i < secret.size() ? static_cast<unsigned char>(secret[i]) : 0;
+    ipad[i] = k ^ 0x36;
+    opad[i] = k ^ 0x5c;
+  }
+  auto inner = std::make_shared<Sha256State>();
+  auto outer = std::make_shared<Sha256State>();
+  SPOOL_CHECK(SHA256_Init(&inner->ctx) == 1 && SHA256_Update(&inner->ctx, ipad, 64) == 1 &&
+                  SHA256_Init(&outer->ctx) == 1 && SHA256_Update(&outer->ctx, opad, 64) == 1,
+              "SHA-256 failed");
+  OPENSSL_cleanse(ipad, sizeof ipad);
+  OPENSSL_cleanse(opad, sizeof opad);
+  inner_ = std::move(inner);
+  outer_ = std::move(outer);
+}
+
+void ReceiptSigner::Mac(std::string_view data, unsigned char out[32]) const {
+  SHA256_CTX ctx = inner_->ctx;
+  unsigned char inner_digest[32];
+  SHA256_Update(&ctx, data.data(), data.size());
+  SHA256_Final(inner_digest, &ctx);
+  ctx = outer_->ctx;
+  SHA256_Update(&ctx, inner_digest, sizeof inner_digest);
+  SHA256_Final(out, &ctx);
 }
 
 std::string ReceiptSigner::Sign(const ReceiptFields& fields) const {
@@ -42,7 +67,7 @@ std::string ReceiptSigner::Sign(const ReceiptFields& fields) const {
     raw.push_back(static_cast<char>((fields.lease_gen >> shift) & 0xff));
   }
   unsigned char mac[32];
-  Mac(secret_, raw, mac);
+  Mac(raw, mac);
   raw.append(reinterpret_cast<const char*>(mac), kMacBytes);
   return absl::WebSafeBase64Escape(raw);
 }
@@ -58,7 +83,7 @@ std::optional<ReceiptFields> ReceiptSigner::Verify(std::string_view receipt) con
   if (absl::WebSafeBase64Escape(raw) != receipt) return std::nullopt;
   if (static_cast<uint8_t>(raw[0]) != kVersion) return std::nullopt;
   unsigned char mac[32];
-  Mac(secret_, std::string_view(raw).substr(0, kFieldBytes), mac);
+  Mac(std::string_view(raw).substr(0, kFieldBytes), mac);
   if (CRYPTO_memcmp(mac, raw.data() + kFieldBytes, kMacBytes) != 0) return std::nullopt;
   ReceiptFields fields;
   fields.queue_id = DecodeBigEndian64(std::string_view(raw).substr(1));

@@ -78,6 +78,11 @@ std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   rocksdb::ColumnFamilyOptions meta;
   meta.merge_operator = std::make_shared<Int64AddOperator>();
   rocksdb::ColumnFamilyOptions queue;
+  // Queue data is short-lived: most of it is consumed before it reaches the bottom level, so
+  // compressing it on every flush and compaction is CPU spent for nothing. Compress only what
+  // stays long enough to reach the bottommost level.
+  queue.compression = rocksdb::kNoCompression;
+  queue.bottommost_compression = rocksdb::kSnappyCompression;
   // Consumed heads leave runs of tombstones; compact files dense with them.
   queue.table_properties_collector_factories.push_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(10'000, 5'000, 0.3));

@@ -1,8 +1,12 @@
 #include "engine/receipt.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <random>
+
+#include "absl/strings/escaping.h"
 
 namespace spool::engine {
 namespace {
@@ -13,6 +17,21 @@ TEST(ReceiptTest, RoundTrips) {
   std::string r = signer.Sign(f);
   EXPECT_EQ(r.size(), 50u);
   EXPECT_EQ(signer.Verify(r), f);
+}
+
+// The precomputed-pad HMAC must be HMAC-SHA256 exactly: check against OpenSSL's own HMAC().
+TEST(ReceiptTest, MacIsStandardHmacSha256) {
+  std::string secret = NewReceiptSecret();
+  ReceiptSigner signer(secret);
+  ReceiptFields f{0x0102030405060708, 0x1112131415161718, 0x21222324};
+  std::string raw;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(signer.Sign(f), &raw));
+  ASSERT_EQ(raw.size(), 37u);
+  unsigned char mac[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(raw.data()), 21, mac, &len);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(mac), 16), raw.substr(21));
 }
 
 TEST(ReceiptTest, AnotherSecretRejects) {

@@ -50,7 +50,8 @@ struct Config {
   bool json = false;
   bool baseline = true;  // measure the ceiling first
   int server_pid = 0;
-  std::string engine_dir;  // in-process engine instead of gRPC
+  std::string engine_dir;   // in-process engine instead of gRPC
+  std::string rocksdb_dir;  // gRPC workloads: also measure raw RocksDB here, first
   bool engine_async = false;
 };
 
@@ -640,7 +641,6 @@ std::vector<Result> EngineBench(const Config& c) {
 }
 
 void Print(const Config& c, const std::vector<Result>& results) {
-  const Result* ceiling = results.empty() ? nullptr : &results.front();
   if (c.json) {
     std::printf(
         "{\n  \"workload\": \"%s\", \"producers\": %d, \"consumers\": %d, "
@@ -655,10 +655,14 @@ void Print(const Config& c, const std::vector<Result>& results) {
           r.name.c_str(), r.seconds, static_cast<unsigned long long>(r.messages),
           static_cast<unsigned long long>(r.calls), r.rate(), r.call_rate(), r.client_cpu,
           r.server_cpu);
-      if (ceiling && &r != ceiling && ceiling->rate() > 0) {
-        std::printf(
-            ", \"ratio_to_%s\": %.3f", ceiling->name.c_str(),
-            (c.batch > 1 && ceiling->name == "noop" ? r.call_rate() : r.rate()) / ceiling->rate());
+      for (const Result& ceiling : results) {
+        bool is_ceiling = ceiling.name == "noop" || ceiling.name == "rocksdb";
+        if (!is_ceiling || &ceiling == &r || ceiling.rate() <= 0 || r.name == "noop" ||
+            r.name == "rocksdb") {
+          continue;
+        }
+        std::printf(", \"ratio_to_%s\": %.3f", ceiling.name.c_str(),
+                    (ceiling.name == "noop" ? r.call_rate() : r.rate()) / ceiling.rate());
       }
       std::printf(", \"latency_us\": {");
       bool first = true;
@@ -688,10 +692,15 @@ void Print(const Config& c, const std::vector<Result>& results) {
                 r.name.c_str(), r.rate(), r.call_rate(),
                 static_cast<unsigned long long>(r.messages), r.seconds, r.client_cpu);
     if (c.server_pid) std::printf(" server %.2fs", r.server_cpu);
-    if (ceiling && &r != ceiling && ceiling->rate() > 0) {
-      // Against the gRPC ceiling, calls are compared with calls; against RocksDB, messages.
-      double ratio = (ceiling->name == "noop" ? r.call_rate() : r.rate()) / ceiling->rate();
-      std::printf("  = %.2f x %s", ratio, ceiling->name.c_str());
+    // Against the gRPC ceiling, calls are compared with calls; against RocksDB, messages.
+    for (const Result& ceiling : results) {
+      bool is_ceiling = ceiling.name == "noop" || ceiling.name == "rocksdb";
+      if (!is_ceiling || &ceiling == &r || ceiling.rate() <= 0 || r.name == "noop" ||
+          r.name == "rocksdb") {
+        continue;
+      }
+      double ratio = (ceiling.name == "noop" ? r.call_rate() : r.rate()) / ceiling.rate();
+      std::printf("  = %.2f x %s", ratio, ceiling.name.c_str());
     }
     std::printf("\n");
     for (const auto& [k, h] : r.latency) {
@@ -748,7 +757,12 @@ int Main(int argc, char** argv) {
   app.add_flag("!--no-baseline", c.baseline, "Skip the ceiling phase");
   app.add_option("--engine-dir", c.engine_dir,
                  "Benchmark the engine in process (no gRPC) in this directory, beside raw RocksDB");
-  app.add_flag("--async", c.engine_async, "With --engine-dir: async durability");
+  app.add_flag("--async", c.engine_async,
+               "Raw RocksDB and --engine-dir: write without fsync (to compare with spoold "
+               "--durability async)");
+  app.add_option("--rocksdb-dir", c.rocksdb_dir,
+                 "Also measure raw RocksDB sync WriteBatches of the same bytes in this directory "
+                 "(same disk as spoold's), as a second ceiling");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Result> results;
@@ -761,6 +775,7 @@ int Main(int argc, char** argv) {
   if (!bench.EnsureQueue()) return 1;
   int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
   if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
+  if (!c.rocksdb_dir.empty()) results.push_back(RawRocksDb(c, c.rocksdb_dir));
   if (c.workload == "produce") {
     Budget budget(c.messages, c.duration_ms);
     results.push_back(bench.Produce(budget));
