@@ -1512,10 +1512,11 @@ int64_t EngineImpl::TickInternal() {
           }
         }
         ServeWaitersLocked(q, now, &jobs);
-        if (!q.waiters.empty() && !q.index.empty()) {
-          // Wake when the first lease or delay ends.
-          int64_t ahead_ms = std::max<int64_t>(q.index.begin()->first - now, 0);
-          next_due = std::min(next_due, steady + ahead_ms * 1000);
+        // Wake when the next lease or delay ends. Entries visible already are pending
+        // enqueues, whose commit serves the waiters itself: waking for them would spin.
+        if (auto next = q.index.upper_bound({now, UINT64_MAX});
+            !q.waiters.empty() && next != q.index.end()) {
+          next_due = std::min(next_due, steady + (next->first - now) * 1000);
         }
       }
 
