@@ -1,0 +1,248 @@
+#!/usr/bin/python3
+"""Runs the benchmark targets of BENCHMARKS.md against fresh spoold processes on this machine
+and prints a Markdown table per target: the median of --runs runs, with min and max.
+
+    tools/bench/run_benchmarks.py              # every target, 3 runs each (about 10 minutes)
+    tools/bench/run_benchmarks.py --only 1 2   # some targets
+    tools/bench/run_benchmarks.py --scale 10000000   # target 5's depth and history sizes
+
+Each spoold listens on 127.0.0.1 on a free port with its data under a temporary directory, and
+is stopped at the end. Needs the build (tools/dev.sh build).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "build", "bin")
+
+
+class Spoold:
+    def __init__(self, data_dir, *flags):
+        self.data_dir = data_dir
+        self.port_file = data_dir + ".port"
+        if os.path.exists(self.port_file):
+            os.remove(self.port_file)
+        start = time.time()
+        self.proc = subprocess.Popen([os.path.join(BIN, "spoold"), "--listen", "127.0.0.1:0",
+                                      "--data-dir", data_dir, "--port-file", self.port_file,
+                                      *flags], stderr=subprocess.DEVNULL)
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None or time.time() - start > 120:
+                raise RuntimeError("spoold did not start")
+            time.sleep(0.005)
+        self.ready_seconds = time.time() - start
+        with open(self.port_file) as f:
+            self.address = "127.0.0.1:" + f.read().strip()
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+
+
+def bench(server, *args):
+    out = subprocess.run([os.path.join(BIN, "spool-bench"), "--server", server.address,
+                          "--server-pid", str(server.proc.pid), "--json", *args],
+                         capture_output=True, text=True, timeout=900, check=True).stdout
+    return {p["name"]: p for p in json.loads(out)["phases"]}
+
+
+def summary(values, fmt="{:,.0f}"):
+    values = sorted(values)
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(values[0])}–{fmt.format(values[-1])})"
+
+
+def table(title, header, rows):
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def fresh(tmp, name, *flags):
+    d = os.path.join(tmp, name)
+    shutil.rmtree(d, ignore_errors=True)
+    return Spoold(d, *flags)
+
+
+def target1(tmp, runs):
+    rate, ratio = [], []
+    for i in range(runs):
+        s = fresh(tmp, f"t1-{i}")
+        r = bench(s, "--workload", "produce", "--producers", "4", "--batch", "100",
+                  "--payload-bytes", "256", "--duration", "5s", "--no-baseline",
+                  "--rocksdb-dir", os.path.join(tmp, f"t1-raw-{i}"))
+        s.stop()
+        rate.append(r["produce"]["messages_per_second"])
+        ratio.append(r["produce"]["ratio_to_rocksdb"])
+    table("Target 1: produce, 256 B, batch 100, 4 producers",
+          ["msg/s", "ratio to raw RocksDB (same run)", "target"],
+          [[summary(rate), summary(ratio, "{:.2f}"), "≥ 250,000 msg/s and ≥ 0.50"]])
+    return statistics.median(rate)
+
+
+def target2(tmp, runs):
+    rate, noop, ratio = [], [], []
+    for i in range(runs):
+        s = fresh(tmp, f"t2-{i}")
+        r = bench(s, "--workload", "produce", "--producers", "4", "--inflight", "16", "--batch",
+                  "1", "--duration", "5s")
+        s.stop()
+        rate.append(r["produce"]["calls_per_second"])
+        noop.append(r["noop"]["calls_per_second"])
+        ratio.append(r["produce"]["ratio_to_noop"])
+    table("Target 2: produce, single-message Enqueue, 64 in flight (4 workers × 16)",
+          ["Enqueue/s", "noop (health Check)/s, same run", "ratio", "target"],
+          [[summary(rate), summary(noop), summary(ratio, "{:.2f}"), "≥ 0.70"]])
+
+
+def target3(tmp, runs, t1_rate):
+    batch, single, single_msgs, noop, ratio = [], [], [], [], []
+    for i in range(runs):
+        s = fresh(tmp, f"t3-{i}")
+        r = bench(s, "--workload", "consume", "--consumers", "4", "--batch", "100", "--messages",
+                  "600000", "--duration", "60s", "--no-baseline", "--queue", "batch")
+        batch.append(r["consume"]["messages_per_second"])
+        r = bench(s, "--workload", "consume", "--consumers", "4", "--inflight", "16", "--batch",
+                  "1", "--messages", "150000", "--duration", "20s", "--queue", "single")
+        s.stop()
+        single.append(r["consume"]["calls_per_second"])
+        single_msgs.append(r["consume"]["messages_per_second"])
+        noop.append(r["noop"]["calls_per_second"])
+        ratio.append(r["consume"]["ratio_to_noop"])
+    table("Target 3: consume",
+          ["workload", "result", "ceiling", "ratio", "target"],
+          [["Lease 100 + Ack 100, 4 consumers", summary(batch) + " msg/s",
+            f"target 1: {t1_rate:,.0f} msg/s" if t1_rate else "target 1",
+            summary([b / t1_rate for b in batch], "{:.2f}") if t1_rate else "-", "≥ 0.80"],
+           ["Lease 1 + Ack 1, 64 in flight", summary(single) + " calls/s (" + summary(single_msgs) + " msg/s)",
+            summary(noop) + " noop calls/s", summary(ratio, "{:.2f}") + " (calls)", "≥ 0.35"]])
+
+
+def target4(tmp, runs):
+    p50, p99, p999 = [], [], []
+    for i in range(runs):
+        s = fresh(tmp, f"t4-{i}")
+        r = bench(s, "--workload", "e2e", "--rate", "1000", "--consumers", "4", "--batch", "10",
+                  "--duration", "20s", "--no-baseline")
+        s.stop()
+        e2e = r["e2e"]["latency_us"]["e2e"]
+        p50.append(e2e["p50"] / 1000)
+        p99.append(e2e["p99"] / 1000)
+        p999.append(e2e["p999"] / 1000)
+    table("Target 4: end to end at a steady 1,000 msg/s, 4 consumers long-polling",
+          ["p50 ms", "p99 ms", "p99.9 ms", "target"],
+          [[summary(p50, "{:.2f}"), summary(p99, "{:.2f}"), summary(p999, "{:.2f}"),
+            "p50 ≤ 0.6 ms, p99 ≤ 1 ms"]])
+
+
+def target6(tmp, runs, t1_rate):
+    rate = []
+    for i in range(runs):
+        s = fresh(tmp, f"t6-{i}", "--durability", "async")
+        r = bench(s, "--workload", "produce", "--producers", "4", "--batch", "100",
+                  "--duration", "5s", "--no-baseline")
+        s.stop()
+        rate.append(r["produce"]["messages_per_second"])
+    table("Target 6: async durability, produce batch 100, 4 producers",
+          ["msg/s", "ratio to target 1 (sync)", "target"],
+          [[summary(rate), summary([x / t1_rate for x in rate], "{:.2f}") if t1_rate else "-",
+            "≥ 1.5"]])
+
+
+def lease_p99(s, queue, n=3000):
+    """Lease p99 (ms) of single-message Lease + Ack, 4 consumers x 4 in flight."""
+    r = bench(s, "--workload", "consume", "--consumers", "4", "--inflight", "4", "--batch", "1",
+              "--messages", str(n), "--duration", "60s", "--no-baseline", "--queue", queue)
+    return r["consume"]["latency_us"]["lease"]["p99"] / 1000
+
+
+def target5(tmp, scale):
+    rows = []
+    # Depth: Lease p99 with `scale` messages stored against 10k stored.
+    s = fresh(tmp, "t5-depth")
+    bench(s, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch", "1000",
+          "--messages", "10000", "--no-baseline", "--queue", "shallow", "--duration", "600s")
+    shallow = lease_p99(s, "shallow")
+    points = sorted({p for p in (100_000, 1_000_000) if p < scale} | {scale})
+    stored = 0
+    for n in points:
+        bench(s, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch", "1000",
+              "--messages", str(n - stored), "--no-baseline", "--queue", "deep",
+              "--duration", "900s")
+        stored = n
+        p99 = lease_p99(s, "deep")
+        stored -= 3000
+        rows.append([f"{n:,} stored", f"{p99:.2f}", f"{shallow:.2f}", f"{p99 / shallow:.2f}",
+                     f"{s.rss_mib():,.0f}"])
+    payload_bytes = stored * 256
+    s.stop()
+    disk = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(s.data_dir)
+               for f in fs)
+    restart = Spoold(s.data_dir)
+    ready = restart.ready_seconds
+    rss_after = restart.rss_mib()
+    restart.stop()
+    table(f"Target 5a: Lease cost against depth (single-message Lease + Ack, 16 in flight)",
+          ["queue", "Lease p99 ms", "10k-message queue p99 ms", "ratio", "spoold RSS MiB"], rows)
+    print(f"\nWith {stored:,} messages of 256 B stored: restart to SERVING {ready:.2f} s, RSS after "
+          f"restart {rss_after:,.0f} MiB, data directory {disk / 2**20:,.0f} MiB = "
+          f"{disk / payload_bytes:.2f}× the payload bytes (before any manual compaction).")
+    # History: Lease p99 on a nearly empty queue after `scale` messages went through it.
+    s = fresh(tmp, "t5-history")
+    bench(s, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch", "1000",
+          "--messages", "10000", "--no-baseline", "--queue", "fresh", "--duration", "600s")
+    fresh_p99 = lease_p99(s, "fresh")
+    rows = []
+    done = 0
+    for n in points:
+        bench(s, "--workload", "consume", "--consumers", "4", "--batch", "1000", "--messages",
+              str(n - done), "--no-baseline", "--queue", "history", "--duration", "900s")
+        done = n
+        bench(s, "--workload", "produce", "--producers", "1", "--batch", "1000", "--messages",
+              "3000", "--no-baseline", "--queue", "history", "--duration", "60s")
+        p99 = lease_p99(s, "history")
+        rows.append([f"{n:,} consumed", f"{p99:.2f}", f"{fresh_p99:.2f}", f"{p99 / fresh_p99:.2f}",
+                     f"{s.rss_mib():,.0f}"])
+    s.stop()
+    table("Target 5b: Lease cost against history (queue nearly empty after N messages went through)",
+          ["history", "Lease p99 ms", "fresh queue p99 ms", "ratio", "spoold RSS MiB"], rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--scale", type=int, default=10_000_000)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="spool-bench-") as tmp:
+        print(f"spool-bench targets, {a.runs} runs each, median (min–max), on {os.cpu_count()} cores")
+        t1 = target1(tmp, a.runs) if 1 in a.only else 0
+        if 2 in a.only:
+            target2(tmp, a.runs)
+        if 3 in a.only:
+            target3(tmp, a.runs, t1)
+        if 4 in a.only:
+            target4(tmp, a.runs)
+        if 6 in a.only:
+            target6(tmp, a.runs, t1)
+        if 5 in a.only:
+            target5(tmp, a.scale)
+
+
+if __name__ == "__main__":
+    main()
