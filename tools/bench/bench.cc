@@ -38,6 +38,32 @@ using Clock = std::chrono::steady_clock;
 
 int64_t NowNs() { return Clock::now().time_since_epoch().count(); }
 
+// Payload bytes that do not compress, and differ from message to message (a block compressor
+// would otherwise find each message repeated in the next), so that disk figures are honest:
+// the n-th payload is a slice of a fixed random pool at a pseudo-random offset.
+const std::string& PayloadPool() {
+  static const std::string pool = [] {
+    std::string p(4 << 20, '\0');
+    uint64_t x = 0x9e3779b97f4a7c15;
+    for (char& c : p) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    return p;
+  }();
+  return pool;
+}
+
+std::string Payload(size_t n, uint64_t k = 0) {
+  const std::string& pool = PayloadPool();
+  size_t room = pool.size() - std::min(n, pool.size());
+  return pool.substr(room ? (k * 0x9e3779b97f4a7c15ull >> 20) % room : 0, n);
+}
+
+std::atomic<uint64_t> g_payloads{0};
+
 struct Config {
   std::string server = "127.0.0.1:7420";
   std::string queue = "bench";
@@ -275,13 +301,16 @@ class GrpcBench {
       uint64_t n;
     };
     std::vector<std::unique_ptr<Slot>> slots;
-    std::string payload(c_.payload_bytes, 'x');
+    std::string payload = Payload(c_.payload_bytes);
     std::function<void(Slot*)> issue = [&](Slot* s) {
       uint64_t n = budget.Take(c_.batch);
       if (n == 0) return tracker.ChainDone();
       if (s->req.messages_size() != static_cast<int>(n)) {
         s->req.clear_messages();
-        for (uint64_t i = 0; i < n; ++i) s->req.add_messages()->set_payload(payload);
+        for (uint64_t i = 0; i < n; ++i) s->req.add_messages();
+      }
+      for (auto& m : *s->req.mutable_messages()) {
+        m.set_payload(Payload(c_.payload_bytes, g_payloads++));
       }
       s->n = n;
       s->ctx = std::make_unique<grpc::ClientContext>();
@@ -536,7 +565,7 @@ Result RawRocksDb(const Config& c, const std::string& dir) {
   Budget budget(c.messages, c.duration_ms);
   std::atomic<uint64_t> n{0}, key{0};
   Recorder rec;
-  std::string payload(c.payload_bytes, 'x');
+  std::string payload = Payload(c.payload_bytes);
   auto start = Clock::now();
   double cpu0 = ClientCpu();
   std::vector<std::thread> threads;
@@ -550,7 +579,7 @@ Result RawRocksDb(const Config& c, const std::string& dir) {
           uint64_t k = key++;
           char kb[16] = {};
           std::memcpy(kb + 8, &k, 8);
-          b.Put(rocksdb::Slice(kb, 16), payload);
+          b.Put(rocksdb::Slice(kb, 16), Payload(c.payload_bytes, k));
         }
         int64_t t0 = NowNs();
         if (db->Write(wo, &b).ok()) n += take;
@@ -582,7 +611,7 @@ std::vector<Result> EngineBench(const Config& c) {
   }
   engine::Engine& eng = **e;
   (void)engine::CreateQueueSync(eng, c.queue, {});
-  std::string payload(c.payload_bytes, 'x');
+  std::string payload = Payload(c.payload_bytes);
   for (const char* phase : {"engine-produce", "engine-consume"}) {
     bool produce = std::strcmp(phase, "engine-produce") == 0;
     Result r;
