@@ -11,8 +11,8 @@
 #include <condition_variable>
 #include <mutex>
 
-#include "grpcpp/health_check_service_interface.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "tests/grpc_util.h"
 #include "tests/test_util.h"
 

@@ -72,7 +72,11 @@ void BM_LeaseAckAtDepth(benchmark::State& state) {
   e->reset();
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_LeaseAckAtDepth)->Arg(1'000)->Arg(100'000)->Arg(1'000'000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LeaseAckAtDepth)
+    ->Arg(1'000)
+    ->Arg(100'000)
+    ->Arg(1'000'000)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace spool::engine
