@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
                  "Most concurrent calls on one client connection")
       ->check(CLI::Range(1, 100'000))
       ->capture_default_str();
+  app.add_option("--auth-file", options.auth_file,
+                 "Tokens and what they may do (README \"Access control\"); without it, any "
+                 "client may do anything");
   app.add_option("--port-file", port_file,
                  "Write the port served on to this file once SERVING (useful with port 0)");
   CLI11_PARSE(app, argc, argv);

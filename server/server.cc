@@ -24,10 +24,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     return absl::InvalidArgumentError("max_streams_per_connection: must be between 1 and 100000");
   }
   std::unique_ptr<Server> s(new Server());
+  if (!options.auth_file.empty()) {
+    auto auth = Authorizer::Load(options.auth_file);
+    if (!auth.ok()) return auth.status();
+    s->auth_ = std::move(*auth);
+  }
   auto engine = engine::Engine::Open(options.engine, std::move(clock));
   if (!engine.ok()) return engine.status();
   s->engine_ = std::move(*engine);
-  s->service_ = std::make_unique<QueueService>(s->engine_.get());
+  s->service_ = std::make_unique<QueueService>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -7,6 +7,7 @@
 #include <grpcpp/server.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -26,6 +27,8 @@ struct ServerOptions {
   int64_t max_request_bytes = 32 << 20;
   // Most concurrent calls on one connection. Range 1 .. 100,000. Default: 1,000.
   int64_t max_streams_per_connection = 1000;
+  // Token file (auth.h); empty: no tokens, every caller may do everything. Default: empty.
+  std::string auth_file;
 };
 
 class Server {
@@ -48,6 +51,7 @@ class Server {
   void WatchHealth();
 
   std::unique_ptr<engine::Engine> engine_;
+  std::optional<Authorizer> auth_;
   std::unique_ptr<QueueService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

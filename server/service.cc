@@ -3,6 +3,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "engine/strings.h"
 #include "server/convert.h"
 
 namespace spool::server {
@@ -107,8 +108,31 @@ std::vector<std::string> Receipts(const google::protobuf::RepeatedPtrField<std::
 
 }  // namespace
 
+absl::Status QueueService::Allow(CallbackServerContext* ctx, uint8_t needed,
+                                 std::initializer_list<std::string_view> queues,
+                                 const Authorizer::Grant** grant) {
+  if (auth_ == nullptr) return absl::OkStatus();
+  auto g = auth_->Identify(ctx);
+  if (!g.ok()) return g.status();
+  if (grant) *grant = *g;
+  for (std::string_view q : queues) {
+    if (q.empty()) continue;
+    if (needed == 0) {
+      if (!(*g)->Sees(q)) {
+        return absl::PermissionDeniedError(engine::Cat("this token may not use queue \"", q, "\""));
+      }
+    } else if (auto s = Authorizer::Check(**g, static_cast<Permission>(needed), q); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
                                               const v1::CreateQueueRequest* req, v1::Queue* resp) {
+  if (auto s = Allow(ctx, kAdmin, {req->name(), req->config().dead_letter_queue()}); !s.ok()) {
+    return Fail(ctx, s);
+  }
   auto config = FromProto(req->config());
   if (!config.ok()) return Fail(ctx, config.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -121,6 +145,7 @@ ServerUnaryReactor* QueueService::CreateQueue(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
                                            const v1::GetQueueRequest* req, v1::Queue* resp) {
+  if (auto s = Allow(ctx, 0, {req->name()}); !s.ok()) return Fail(ctx, s);
   auto info = engine_->GetQueue(req->name());
   if (info.ok()) ToProto(*info, resp);
   return Fail(ctx, info.status());
@@ -129,9 +154,13 @@ ServerUnaryReactor* QueueService::GetQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
                                              const v1::ListQueuesRequest* req,
                                              v1::ListQueuesResponse* resp) {
+  const Authorizer::Grant* grant = nullptr;
+  if (auto s = Allow(ctx, 0, {}, &grant); !s.ok()) return Fail(ctx, s);
   auto page = engine_->ListQueues(req->prefix(), req->page_size(), req->page_token());
   if (page.ok()) {
-    for (const auto& q : page->queues) ToProto(q, resp->add_queues());
+    for (const auto& q : page->queues) {
+      if (grant == nullptr || grant->Sees(q.name)) ToProto(q, resp->add_queues());
+    }
     resp->set_next_page_token(page->next_page_token);
   }
   return Fail(ctx, page.status());
@@ -139,6 +168,9 @@ ServerUnaryReactor* QueueService::ListQueues(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::UpdateQueue(CallbackServerContext* ctx,
                                               const v1::UpdateQueueRequest* req, v1::Queue* resp) {
+  if (auto s = Allow(ctx, kAdmin, {req->name(), req->config().dead_letter_queue()}); !s.ok()) {
+    return Fail(ctx, s);
+  }
   auto config = FromProto(req->config());
   if (!config.ok()) return Fail(ctx, config.status());
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -152,6 +184,7 @@ ServerUnaryReactor* QueueService::UpdateQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
                                               const v1::DeleteQueueRequest* req,
                                               v1::DeleteQueueResponse*) {
+  if (auto s = Allow(ctx, kAdmin, {req->name()}); !s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   engine_->DeleteQueue(req->name(),
                        [reactor](auto result) { reactor->Finish(ToGrpc(result.status())); });
@@ -161,6 +194,7 @@ ServerUnaryReactor* QueueService::DeleteQueue(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::PurgeQueue(CallbackServerContext* ctx,
                                              const v1::PurgeQueueRequest* req,
                                              v1::PurgeQueueResponse* resp) {
+  if (auto s = Allow(ctx, kAdmin, {req->name()}); !s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   engine_->PurgeQueue(req->name(), [reactor, resp](auto result) {
     if (result.ok()) resp->set_purged(*result);
@@ -171,6 +205,7 @@ ServerUnaryReactor* QueueService::PurgeQueue(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::Enqueue(CallbackServerContext* ctx, const v1::EnqueueRequest* req,
                                           v1::EnqueueResponse* resp) {
+  if (auto s = Allow(ctx, kProduce, {req->queue()}); !s.ok()) return Fail(ctx, s);
   // The payloads are moved out of the request rather than copied; gRPC does not read the
   // request again after the handler starts.
   auto* mutable_req = const_cast<v1::EnqueueRequest*>(req);
@@ -192,6 +227,7 @@ ServerUnaryReactor* QueueService::Enqueue(CallbackServerContext* ctx, const v1::
 
 ServerUnaryReactor* QueueService::Lease(CallbackServerContext* ctx, const v1::LeaseRequest* req,
                                         v1::LeaseResponse* resp) {
+  if (auto s = Allow(ctx, kConsume, {req->queue()}); !s.ok()) return Fail(ctx, s);
   auto request = FromProto(*req);
   if (!request.ok()) return Fail(ctx, request.status());
   if (auto left = MillisToDeadline(ctx)) {
@@ -211,6 +247,7 @@ ServerUnaryReactor* QueueService::Lease(CallbackServerContext* ctx, const v1::Le
 
 ServerUnaryReactor* QueueService::Ack(CallbackServerContext* ctx, const v1::AckRequest* req,
                                       v1::AckResponse* resp) {
+  if (auto s = Allow(ctx, kConsume, {req->queue()}); !s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   engine_->Ack(req->queue(), Receipts(req->receipts()),
                FinishOutcomes(reactor, req->receipts(), resp));
@@ -219,6 +256,7 @@ ServerUnaryReactor* QueueService::Ack(CallbackServerContext* ctx, const v1::AckR
 
 ServerUnaryReactor* QueueService::Nack(CallbackServerContext* ctx, const v1::NackRequest* req,
                                        v1::NackResponse* resp) {
+  if (auto s = Allow(ctx, kConsume, {req->queue()}); !s.ok()) return Fail(ctx, s);
   int64_t delay = 0;
   if (req->has_delay()) {
     auto d = FromDuration(req->delay(), "delay");
@@ -234,6 +272,7 @@ ServerUnaryReactor* QueueService::Nack(CallbackServerContext* ctx, const v1::Nac
 ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
                                               const v1::ExtendLeaseRequest* req,
                                               v1::ExtendLeaseResponse* resp) {
+  if (auto s = Allow(ctx, kConsume, {req->queue()}); !s.ok()) return Fail(ctx, s);
   std::optional<int64_t> visibility;
   if (req->has_visibility_timeout()) {
     auto v = FromDuration(req->visibility_timeout(), "visibility_timeout");
@@ -248,6 +287,7 @@ ServerUnaryReactor* QueueService::ExtendLease(CallbackServerContext* ctx,
 
 ServerUnaryReactor* QueueService::Peek(CallbackServerContext* ctx, const v1::PeekRequest* req,
                                        v1::PeekResponse* resp) {
+  if (auto s = Allow(ctx, kConsume, {req->queue()}); !s.ok()) return Fail(ctx, s);
   auto page = engine_->Peek(req->queue(), req->max_messages(), req->start_after());
   if (page.ok()) {
     for (auto& m : page->messages) ToProto(std::move(m), resp->add_messages());
@@ -259,6 +299,9 @@ ServerUnaryReactor* QueueService::Peek(CallbackServerContext* ctx, const v1::Pee
 ServerUnaryReactor* QueueService::MoveMessages(CallbackServerContext* ctx,
                                                const v1::MoveMessagesRequest* req,
                                                v1::MoveMessagesResponse* resp) {
+  if (auto s = Allow(ctx, kAdmin, {req->source(), req->destination()}); !s.ok()) {
+    return Fail(ctx, s);
+  }
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   engine_->MoveMessages(req->source(), req->destination(), req->max_messages(),
                         [reactor, resp](auto result) {
@@ -277,6 +320,7 @@ ServerUnaryReactor* QueueService::MoveMessages(CallbackServerContext* ctx,
 ServerUnaryReactor* QueueService::DeleteMessage(CallbackServerContext* ctx,
                                                 const v1::DeleteMessageRequest* req,
                                                 v1::DeleteMessageResponse*) {
+  if (auto s = Allow(ctx, kAdmin, {req->queue()}); !s.ok()) return Fail(ctx, s);
   ServerUnaryReactor* reactor = ctx->DefaultReactor();
   engine_->DeleteMessage(req->queue(), req->message_id(),
                          [reactor](auto result) { reactor->Finish(ToGrpc(result.status())); });

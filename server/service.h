@@ -5,14 +5,17 @@
 #define SPOOL_SERVER_SERVICE_H_
 
 #include "engine/engine.h"
+#include "server/auth.h"
 #include "spool/v1/queue.grpc.pb.h"
 
 namespace spool::server {
 
 class QueueService final : public v1::QueueService::CallbackService {
  public:
-  // REQUIRES: engine outlives the service.
-  explicit QueueService(engine::Engine* engine) : engine_(engine) {}
+  // REQUIRES: engine (and auth, when given) outlive the service. Without auth every caller may
+  // do everything.
+  explicit QueueService(engine::Engine* engine, const Authorizer* auth = nullptr)
+      : engine_(engine), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
                                         const v1::CreateQueueRequest* req,
@@ -52,7 +55,14 @@ class QueueService final : public v1::QueueService::CallbackService {
                                           v1::DeleteMessageResponse* resp) override;
 
  private:
+  // OK when the caller may go on: no tokens are configured, or its token sees every queue and
+  // has `needed` (0: any permission, for reads). Sets *grant when tokens are configured.
+  absl::Status Allow(grpc::CallbackServerContext* ctx, uint8_t needed,
+                     std::initializer_list<std::string_view> queues,
+                     const Authorizer::Grant** grant = nullptr);
+
   engine::Engine* const engine_;
+  const Authorizer* const auth_;
 };
 
 }  // namespace spool::server
