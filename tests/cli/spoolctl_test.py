@@ -336,5 +336,38 @@ class OfflineTest(unittest.TestCase):
             self.assertIn("needs --data-dir", err)
 
 
+class TokenTest(unittest.TestCase):
+    def test_token_from_flag_or_environment(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tokens = os.path.join(tmp, "tokens")
+            with open(tokens, "w") as f:
+                f.write("tok-ops admin,produce,consume *\ntok-uploader produce thumbs-*\n")
+            port_file = os.path.join(tmp, "port")
+            proc = subprocess.Popen([os.path.join(BIN, "spoold"), "--listen", "127.0.0.1:0",
+                                     "--data-dir", os.path.join(tmp, "data"), "--auth-file", tokens,
+                                     "--port-file", port_file], stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 20
+                while not os.path.exists(port_file) and time.time() < deadline:
+                    time.sleep(0.02)
+                with open(port_file) as f:
+                    addr = "127.0.0.1:" + f.read().strip()
+                rc, _, err = spoolctl(addr, "queues")
+                self.assertEqual(rc, 1)
+                self.assertIn("needs a token (--token or SPOOL_TOKEN)", err)
+                spoolctl(addr, "--token", "tok-ops", "create", "thumbs-a", expect=0)
+                spoolctl(addr, "--token", "tok-ops", "create", "secret", expect=0)
+                p = subprocess.run([os.path.join(BIN, "spoolctl"), "--server", addr, "--output",
+                                    "json", "queues"], capture_output=True, timeout=30,
+                                   env=dict(os.environ, SPOOL_TOKEN="tok-uploader"))
+                self.assertEqual([q["name"] for q in json.loads(p.stdout)["queues"]], ["thumbs-a"])
+                rc, _, err = spoolctl(addr, "--token", "tok-uploader", "purge", "thumbs-a", "--yes")
+                self.assertEqual(rc, 1)
+                self.assertIn("lacks the admin permission", err)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=10)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

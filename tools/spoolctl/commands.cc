@@ -106,6 +106,7 @@ Ctl::Ctl(Global global, Io io) : global_(std::move(global)), io_(io) {
 
 std::unique_ptr<grpc::ClientContext> Ctl::Context(int64_t extra_ms) {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!global_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + global_.token);
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(global_.timeout_ms + extra_ms));
   return ctx;
@@ -126,6 +127,9 @@ int Ctl::Fail(const grpc::Status& status, const Flags& flags) {
         return Fail("cannot reach spoold at " + global_.server + " (" + why + ") — is it running?");
       }
       return Fail("spoold at " + global_.server + " is unavailable: " + msg);
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return Fail("spoold at " + global_.server +
+                  " needs a token (--token or SPOOL_TOKEN): " + msg);
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return Fail("spoold at " + global_.server + " did not answer within " +
                   ExactDuration(global_.timeout_ms) + " (see --timeout)");

@@ -25,6 +25,7 @@ struct Global {
   bool json = false;
   int64_t timeout_ms = 10'000;
   std::string data_dir;  // offline commands only
+  std::string token;     // sent as "authorization: Bearer <token>" when set
 };
 
 // Queue settings given on the command line; unset ones are left as they are (update) or to

@@ -61,6 +61,7 @@ void ConfigOptions(CLI::App* cmd, spool::ctl::ConfigFlags& f) {
 int main(int argc, char** argv) {
   spool::ctl::Global global;
   if (const char* env = std::getenv("SPOOL_SERVER")) global.server = env;
+  if (const char* env = std::getenv("SPOOL_TOKEN")) global.token = env;
   std::string output = "table";
   int64_t timeout_ms = global.timeout_ms;
 
@@ -80,6 +81,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
   DurationFlag(&app, "--timeout", timeout_ms, "How long to wait for spoold (default 10s)");
+  app.add_option("--token", global.token,
+                 "Bearer token, when spoold has --auth-file (or SPOOL_TOKEN; prefer the "
+                 "variable: command lines are visible to other users)");
   app.add_option("--data-dir", global.data_dir,
                  "A stopped spoold's data directory, for inspect and verify");
 
