@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   options.engine.data_dir = "spool-data";
   std::string durability = "sync";
   std::string port_file;
+  bool allow_insecure = false;
 
   CLI::App app{"spoold: the Spool queue server (spool.v1.QueueService over gRPC)."};
   app.footer(
@@ -58,6 +59,12 @@ int main(int argc, char** argv) {
   app.add_option("--auth-file", options.auth_file,
                  "Tokens and what they may do (README \"Access control\"); without it, any "
                  "client may do anything");
+  app.add_option("--tls-cert", options.tls_cert, "PEM certificate chain: serve TLS only");
+  app.add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls_client_ca,
+                 "PEM CA: require client certificates it signed (mutual TLS)");
+  app.add_flag("--allow-insecure", allow_insecure,
+               "Serve plaintext beyond loopback (only on a network you trust)");
   app.add_option("--port-file", port_file,
                  "Write the port served on to this file once SERVING (useful with port 0)");
   CLI11_PARSE(app, argc, argv);
@@ -74,11 +81,15 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  if (!IsLoopback(options.listen)) {
+  if (!IsLoopback(options.listen) && options.tls_cert.empty() && !allow_insecure) {
     std::fprintf(stderr,
-                 "spoold: warning: serving on %s, beyond loopback, without TLS or tokens. "
-                 "Keep it on a private network or behind a proxy (README \"Exposure\").\n",
+                 "spoold: refusing to serve %s, beyond loopback, in plaintext: anyone who can "
+                 "reach it could read and change every queue, and Debian's gRPC 1.51 has known "
+                 "denial-of-service CVEs. Use --tls-cert/--tls-key (and --auth-file), put a "
+                 "proxy in front (README \"Exposure\"), or pass --allow-insecure on a network "
+                 "you trust.\n",
                  options.listen.c_str());
+    return 2;
   }
   auto server = spool::server::Server::Start(options, spool::engine::SystemClock());
   if (!server.ok()) {

@@ -5,6 +5,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "engine/strings.h"
 
 namespace spool::server {
@@ -34,10 +37,37 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   s->engine_ = std::move(*engine);
   s->service_ = std::make_unique<QueueService>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr);
 
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_client_ca.empty()) {
+    auto read = [](const std::string& path, const char* what) -> absl::StatusOr<std::string> {
+      std::ifstream in(path);
+      if (!in) return absl::NotFoundError(Cat("cannot read the ", what, " ", path));
+      std::stringstream text;
+      text << in.rdbuf();
+      return text.str();
+    };
+    if (options.tls_cert.empty() || options.tls_key.empty()) {
+      return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
+    }
+    auto cert = read(options.tls_cert, "TLS certificate");
+    if (!cert.ok()) return cert.status();
+    auto key = read(options.tls_key, "TLS key");
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions tls;
+    tls.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!options.tls_client_ca.empty()) {
+      auto ca = read(options.tls_client_ca, "client CA");
+      if (!ca.ok()) return ca.status();
+      tls.pem_root_certs = *ca;
+      tls.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(tls);
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_request_bytes));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,

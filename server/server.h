@@ -29,6 +29,9 @@ struct ServerOptions {
   int64_t max_streams_per_connection = 1000;
   // Token file (auth.h); empty: no tokens, every caller may do everything. Default: empty.
   std::string auth_file;
+  // PEM files. With cert and key, spoold speaks TLS only; with client_ca too, clients must
+  // present a certificate signed by that CA (mutual TLS). Default: empty (plaintext).
+  std::string tls_cert, tls_key, tls_client_ca;
 };
 
 class Server {

@@ -11,7 +11,7 @@ PACKAGES=(
   g++ cmake make pkg-config
   librocksdb-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libssl-dev libcli11-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf openssl
 )
 
 setup() {

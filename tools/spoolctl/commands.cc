@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -99,7 +100,21 @@ Ctl::Ctl(Global global, Io io) : global_(std::move(global)), io_(io) {
   if (global_.data_dir.empty()) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(global_.server, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    if (!global_.tls_ca.empty()) {
+      auto read = [](const std::string& path) {
+        std::ifstream in(path);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+      };
+      grpc::SslCredentialsOptions tls;
+      tls.pem_root_certs = read(global_.tls_ca);
+      if (!global_.tls_cert.empty()) {
+        tls.pem_cert_chain = read(global_.tls_cert);
+        tls.pem_private_key = read(global_.tls_key);
+      }
+      creds = grpc::SslCredentials(tls);
+    }
+    channel_ = grpc::CreateCustomChannel(global_.server, creds, args);
     stub_ = v1::QueueService::NewStub(channel_);
   }
 }
@@ -121,10 +136,20 @@ int Ctl::Fail(const grpc::Status& status, const Flags& flags) {
   const std::string& msg = status.error_message();
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
+      if (msg.find("andshake") != std::string::npos || msg.find("SSL") != std::string::npos ||
+          msg.find("ssl") != std::string::npos) {
+        return Fail("the TLS handshake with spoold at " + global_.server + " failed (" + msg +
+                    "); check --tls-ca, --tls-cert and --tls-key");
+      }
       if (msg.find("onnect") != std::string::npos) {
-        std::string why =
-            msg.find("refused") != std::string::npos ? "connection refused" : "cannot connect";
-        return Fail("cannot reach spoold at " + global_.server + " (" + why + ") — is it running?");
+        if (msg.find("refused") != std::string::npos) {
+          return Fail("cannot reach spoold at " + global_.server +
+                      " (connection refused) — is it running?");
+        }
+        // gRPC reports a failed TLS handshake the same way as an unreachable host.
+        return Fail("cannot reach spoold at " + global_.server +
+                    " (cannot connect) — is it running, and if it uses TLS, do --tls-ca (and "
+                    "--tls-cert/--tls-key for mutual TLS) match it?");
       }
       return Fail("spoold at " + global_.server + " is unavailable: " + msg);
     case grpc::StatusCode::UNAUTHENTICATED:

@@ -26,6 +26,9 @@ struct Global {
   int64_t timeout_ms = 10'000;
   std::string data_dir;  // offline commands only
   std::string token;     // sent as "authorization: Bearer <token>" when set
+  // TLS: the CA that signed spoold's certificate (enables TLS), and for mutual TLS the
+  // client's own certificate and key. PEM file paths.
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 // Queue settings given on the command line; unset ones are left as they are (update) or to

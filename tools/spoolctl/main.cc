@@ -84,6 +84,11 @@ int main(int argc, char** argv) {
   app.add_option("--token", global.token,
                  "Bearer token, when spoold has --auth-file (or SPOOL_TOKEN; prefer the "
                  "variable: command lines are visible to other users)");
+  app.add_option("--tls-ca", global.tls_ca, "Talk TLS, trusting this PEM CA for spoold")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", global.tls_cert, "PEM client certificate (mutual TLS)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", global.tls_key, "PEM key of --tls-cert")->check(CLI::ExistingFile);
   app.add_option("--data-dir", global.data_dir,
                  "A stopped spoold's data directory, for inspect and verify");
 
