@@ -26,17 +26,19 @@ bool NameChar(char c) {
 }  // namespace
 
 std::string FormatDuration(int64_t ms) {
-  if (ms < 0) return Cat("-", FormatDuration(-ms));
-  if (ms == 0) return "0s";
+  // The magnitude as unsigned, so that INT64_MIN (a saturated huge negative input) works too.
+  uint64_t mag = ms < 0 ? ~static_cast<uint64_t>(ms) + 1 : static_cast<uint64_t>(ms);
+  std::string sign = ms < 0 ? "-" : "";
+  if (mag == 0) return "0s";
   struct Unit {
-    int64_t ms;
+    uint64_t ms;
     const char* suffix;
   };
   static constexpr Unit kUnits[] = {{kDay, "d"}, {kHour, "h"}, {kMinute, "m"}, {kSecond, "s"}};
   for (const Unit& u : kUnits) {
-    if (ms % u.ms == 0) return Cat(ms / u.ms, u.suffix);
+    if (mag % u.ms == 0) return Cat(sign, mag / u.ms, u.suffix);
   }
-  return Cat(ms, "ms");
+  return Cat(sign, mag, "ms");
 }
 
 absl::Status ValidateQueueName(std::string_view name, std::string_view field) {

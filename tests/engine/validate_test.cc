@@ -19,6 +19,10 @@ TEST(ValidateTest, FormatsDurations) {
   EXPECT_EQ(FormatDuration(12 * kHour), "12h");
   EXPECT_EQ(FormatDuration(4 * kDay), "4d");
   EXPECT_EQ(FormatDuration(kSecond + 1), "1001ms");
+  EXPECT_EQ(FormatDuration(-30 * kSecond), "-30s");
+  // Saturated extremes (found by validate_fuzz: INT64_MIN recursed until the stack overflowed).
+  EXPECT_EQ(FormatDuration(INT64_MIN), "-9223372036854775808ms");
+  EXPECT_EQ(FormatDuration(INT64_MAX), "9223372036854775807ms");
 }
 
 TEST(ValidateTest, QueueNames) {
