@@ -918,7 +918,11 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
           std::string key = MessageKey(q.id, seq);
           record.Clear();
           record.set_payload(std::move(e.payload));
-          record.mutable_attributes()->insert(e.attributes.begin(), e.attributes.end());
+          for (const auto& [key, value] : e.attributes) {
+            storage::Attribute* a = record.add_attributes();
+            a->set_key(key);
+            a->set_value(value);
+          }
           record.set_enqueue_time_ms(now);
           record.set_dedup_id(e.dedup_id);
           record.SerializeToString(&buf);
@@ -1115,7 +1119,7 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
         if (!record.ParseFromArray(values[k].data(), static_cast<int>(values[k].size()))) continue;
         LeasedMessage& out = job->messages[k];
         out.payload = std::move(*record.mutable_payload());
-        out.attributes.insert(record.attributes().begin(), record.attributes().end());
+        for (const auto& a : record.attributes()) out.attributes[a.key()] = a.value();
         job->found[k] = true;
       }
     }
@@ -1393,7 +1397,7 @@ absl::StatusOr<PeekResult> EngineImpl::Peek(std::string_view queue, uint32_t max
     }
     PeekedMessage& out = result.messages[k];
     out.payload = std::move(*record.mutable_payload());
-    out.attributes.insert(record.attributes().begin(), record.attributes().end());
+    for (const auto& a : record.attributes()) out.attributes[a.key()] = a.value();
     out.dead_letter_source_queue = record.dead_letter_source_queue();
     if (record.dead_letter_source_seq() != 0) {
       out.dead_letter_source_id = FormatMessageId(record.dead_letter_source_seq());

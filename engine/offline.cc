@@ -145,7 +145,8 @@ absl::StatusOr<StoreReport> InspectStore(const std::string& data_dir, int64_t no
     info.config.max_depth = r.max_depth();
     info.config.dedup_window_ms = r.dedup_window_ms();
     info.stats = stats[id];
-    auto c = [&](Counter x) { return static_cast<uint64_t>(q.counters[static_cast<int>(x)]); };
+    const auto& counters = q.counters;  // (clang 14 cannot capture a structured binding)
+    auto c = [&](Counter x) { return static_cast<uint64_t>(counters[static_cast<int>(x)]); };
     info.stats.enqueued_total = c(Counter::kEnqueued);
     info.stats.acked_total = c(Counter::kAcked);
     info.stats.delivered_total = c(Counter::kDelivered);
@@ -253,7 +254,8 @@ absl::StatusOr<VerifyReport> VerifyStore(const std::string& data_dir) {
   }
 
   for (auto& [id, q] : queues) {
-    auto c = [&](Counter x) { return q.counters[static_cast<int>(x)]; };
+    const auto& counters = q.counters;  // (clang 14 cannot capture a structured binding)
+    auto c = [&](Counter x) { return counters[static_cast<int>(x)]; };
     int64_t expected = c(Counter::kEnqueued) - c(Counter::kAcked) - c(Counter::kDeadLettered) -
                        c(Counter::kExpired) - c(Counter::kPurged) - c(Counter::kDeleted) -
                        c(Counter::kMoved);

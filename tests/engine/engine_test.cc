@@ -622,6 +622,25 @@ TEST_F(EngineTest, DeleteMessageRemovesOneMessageInAnyState) {
   EXPECT_EQ(Stats("jobs").deleted_total, 1u);
 }
 
+// gRPC clients cannot send invalid UTF-8 in string fields, but the engine's own callers can;
+// such bytes must be stored and returned as they are (found by engine_fuzz).
+TEST_F(EngineTest, ArbitraryBytesInAttributesAndDedupIdsRoundTrip) {
+  Create("jobs");
+  std::string odd("\xff\xfe\x00k", 4), value("\x80v\x00", 3), dedup("\xc3(", 2);
+  auto r = EnqueueSync(*engine_, "jobs", {{"p", {{odd, value}}, std::nullopt, dedup}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto again = EnqueueSync(*engine_, "jobs", {{"p", {}, std::nullopt, dedup}});
+  EXPECT_TRUE((*again)[0].duplicate);
+  Reopen();
+  auto peek = engine_->Peek("jobs", 10, "");
+  ASSERT_TRUE(peek.ok()) << peek.status();
+  ASSERT_EQ(peek->messages.size(), 1u);
+  EXPECT_EQ(peek->messages[0].attributes.at(odd), value);
+  auto m = Take("jobs");
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].attributes.at(odd), value);
+}
+
 class EngineSmallBatchTest : public EngineFixture {
   Options MakeOptions() override {
     Options o = EngineFixture::MakeOptions();
