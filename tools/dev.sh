@@ -2,7 +2,11 @@
 # The two commands of the README, on a fresh Debian 12 machine:
 #   tools/dev.sh run  [spoold flags]  install what is missing, build, run spoold on ./spool-data
 #   tools/dev.sh test [ctest flags]   install what is missing, build, run every test
-# and the pieces they are made of: tools/dev.sh setup | build.
+# and the pieces they are made of: tools/dev.sh setup | build. Also:
+#   tools/dev.sh sanitize             the whole suite built with ASan and UBSan (build-asan/)
+#   tools/dev.sh fuzz [SECONDS]       each libFuzzer target for SECONDS (60) on a copy of its
+#                                     corpus (clang, build-fuzz/); new crashes are left in
+#                                     build-fuzz/found/ to be added to tests/fuzz/corpus/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +17,12 @@ PACKAGES=(
   libssl-dev libcli11-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf openssl
 )
+# Only for tools/dev.sh fuzz.
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
 
 setup() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "${PACKAGES[@]}" "$@"; do
     if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
       missing+=("$p")
     fi
@@ -50,8 +56,36 @@ case "${1:-}" in
     setup; build
     exec ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
     ;;
+  sanitize)
+    shift
+    setup
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOOL_SANITIZE=address,undefined >/dev/null
+    cmake --build build-asan -j "$(nproc)"
+    export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp"
+    exec ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -E "bench|fuzz" "$@"
+    ;;
+  fuzz)
+    seconds="${2:-60}"
+    setup "${FUZZ_PACKAGES[@]}"
+    CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DSPOOL_FUZZ=ON \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build-fuzz -j "$(nproc)"
+    mkdir -p build-fuzz/found
+    for target in receipt validate engine; do
+      work="build-fuzz/corpus-$target"
+      rm -rf "$work" && cp -r "tests/fuzz/corpus/$target" "$work"
+      echo "dev.sh: fuzzing $target for ${seconds}s"
+      build-fuzz/bin/${target}_fuzz -max_total_time="$seconds" -artifact_prefix=build-fuzz/found/ \
+        -print_final_stats=1 "$work" 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR)"
+    done
+    if ls build-fuzz/found/* >/dev/null 2>&1; then
+      echo "dev.sh: the fuzzers found crashes: build-fuzz/found/" >&2
+      exit 1
+    fi
+    ;;
   *)
-    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | setup | build" >&2
+    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | sanitize | fuzz [SECONDS] | setup | build" >&2
     exit 2
     ;;
 esac
