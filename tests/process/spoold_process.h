@@ -80,6 +80,7 @@ class SpooldProcess {
   }
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string Log() const {
     std::ifstream in(log_file_);
     return std::string(std::istreambuf_iterator<char>(in), {});
