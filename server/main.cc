@@ -56,6 +56,10 @@ int main(int argc, char** argv) {
                  "Most concurrent calls on one client connection")
       ->check(CLI::Range(1, 100'000))
       ->capture_default_str();
+  app.add_option("--handshake-timeout-ms", options.handshake_timeout_ms,
+                 "Close connections that have not completed their handshake by then")
+      ->check(CLI::Range(int64_t{100}, int64_t{600'000}))
+      ->capture_default_str();
   app.add_option("--auth-file", options.auth_file,
                  "Tokens and what they may do (README \"Access control\"); without it, any "
                  "client may do anything");

@@ -23,6 +23,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.max_request_bytes < (1 << 20) || options.max_request_bytes > (1 << 30)) {
     return absl::InvalidArgumentError("max_request_bytes: must be between 1MiB and 1GiB");
   }
+  if (options.handshake_timeout_ms < 100 || options.handshake_timeout_ms > 600'000) {
+    return absl::InvalidArgumentError("handshake_timeout: must be between 100ms and 10m");
+  }
   if (options.max_streams_per_connection < 1 || options.max_streams_per_connection > 100000) {
     return absl::InvalidArgumentError("max_streams_per_connection: must be between 1 and 100000");
   }
@@ -70,6 +73,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_request_bytes));
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             static_cast<int>(options.handshake_timeout_ms));
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              static_cast<int>(options.max_streams_per_connection));
   // Long polls sit quiet for up to a minute: keep connections alive, and accept the clients'

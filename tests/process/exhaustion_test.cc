@@ -1,9 +1,13 @@
 // A real spoold under pressure: a thousand waiting Leases, a thousand oversize requests. The
 // server's threads and memory stay bounded and it keeps answering. Latency is reported, not
 // asserted (timing belongs to the benchmarks).
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -142,6 +146,47 @@ TEST(ExhaustionTest, AThousandOversizeRequestsAreRefusedWithoutGrowingMemory) {
   EXPECT_EQ(spool::testing::GetQueue(*stub, "jobs").stats().total(), 0u);
   spool::testing::Enqueue(*stub, "jobs", {"small"});
   EXPECT_EQ(spool::testing::GetQueue(*stub, "jobs").stats().total(), 1u);
+}
+
+// Connects a raw TCP socket to the port, writes `send`, and returns how long the server took
+// to close it (or 10 s if it did not).
+std::chrono::milliseconds TimeToClose(int port, const std::string& send) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  if (!send.empty())
+    EXPECT_EQ(::write(fd, send.data(), send.size()), static_cast<ssize_t>(send.size()));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto start = std::chrono::steady_clock::now();
+  char buf[256];
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }
+  ::close(fd);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+TEST(ExhaustionTest, SilentAndHalfOpenConnectionsAreClosed) {
+  spool::testing::TempDir dir;
+  SpooldProcess spoold(dir.path() + "/data", {"--handshake-timeout-ms", "1000"});
+  ASSERT_TRUE(spoold.Start()) << spoold.Log();
+  auto silent = TimeToClose(spoold.port(), "");
+  auto half = TimeToClose(spoold.port(), "PRI * HTTP/2.0\r\n");
+  std::printf("closed after: silent %lld ms, half a preface %lld ms\n",
+              static_cast<long long>(silent.count()), static_cast<long long>(half.count()));
+  EXPECT_LT(silent, 5s);
+  EXPECT_LT(half, 5s);
+  // A normal client is unaffected, including a long poll that outlasts the timeout.
+  auto stub = spool::testing::StubFor(spoold.port());
+  ASSERT_TRUE(spool::testing::CreateQueue(*stub, "jobs").ok());
+  grpc::Status s;
+  spool::testing::Lease(*stub, "jobs", 1, 30, /*wait_s=*/2, &s);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(spool::testing::CreateQueue(*stub, "other").ok());
 }
 
 }  // namespace
