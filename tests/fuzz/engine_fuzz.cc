@@ -114,14 +114,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         int kind = p.ConsumeIntegralInRange<int>(0, 2);
         absl::StatusOr<std::vector<ReceiptOutcome>> out =
-            kind == 0   ? AckSync(*e, "q", rs)
-            : kind == 1 ? NackSync(*e, "q", rs, p.ConsumeIntegralInRange<int64_t>(0, 3000))
-                        : ExtendLeaseSync(*e, "q", rs, p.ConsumeIntegralInRange<int64_t>(1000, 9000));
+            kind == 0 ? AckSync(*e, "q", rs)
+            : kind == 1
+                ? NackSync(*e, "q", rs, p.ConsumeIntegralInRange<int64_t>(0, 3000))
+                : ExtendLeaseSync(*e, "q", rs, p.ConsumeIntegralInRange<int64_t>(1000, 9000));
         Check(Allowed(out.status()));
         if (kind == 0 && out.ok()) {
           for (size_t i = 0; i < rs.size(); ++i) {
             auto it = leased_id.find(rs[i]);
-            if ((*out)[i].outcome == Outcome::kOk && it != leased_id.end()) acked.insert(it->second);
+            if ((*out)[i].outcome == Outcome::kOk && it != leased_id.end())
+              acked.insert(it->second);
           }
         }
         break;

@@ -8,6 +8,7 @@
 
 #include "server/server.h"
 #include "tests/grpc_util.h"
+#include "tests/server/test_server.h"
 #include "tests/test_util.h"
 
 namespace spool::server {
@@ -55,14 +56,10 @@ class AuthServerTest : public ::testing::Test {
   void SetUp() override {
     std::string file = dir_.path() + "/tokens";
     std::ofstream(file) << kExample;
-    ServerOptions o;
-    o.listen = "127.0.0.1:0";
-    o.engine.data_dir = dir_.path() + "/data";
-    o.engine.log = [](const std::string&) {};
+    ServerOptions o = TestServerOptions(dir_.path() + "/data");
     o.auth_file = file;
-    auto s = Server::Start(o, engine::SystemClock());
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
+    server_ = StartTestServer(o);
+    ASSERT_NE(server_, nullptr);
     stub_ = spool::testing::StubFor(server_->port());
     for (std::string q : {"thumbs-small", "done", "secret"}) {
       ASSERT_TRUE(Create("tok-ops", q).ok());

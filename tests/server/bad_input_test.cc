@@ -10,6 +10,7 @@
 
 #include "server/server.h"
 #include "tests/grpc_util.h"
+#include "tests/server/test_server.h"
 #include "tests/test_util.h"
 
 namespace spool::server {
@@ -29,13 +30,8 @@ constexpr int64_t kHourMs = 3'600'000, kDayMs = 24 * kHourMs;
 class BadInputTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions o;
-    o.listen = "127.0.0.1:0";
-    o.engine.data_dir = dir_.path();
-    o.engine.log = [](const std::string&) {};
-    auto s = Server::Start(o, engine::SystemClock());
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
+    server_ = StartTestServer(TestServerOptions(dir_.path()));
+    ASSERT_NE(server_, nullptr);
     stub_ = spool::testing::StubFor(server_->port());
     // A store with something in every state, and a queue that is full.
     ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "dlq").ok());

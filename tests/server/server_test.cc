@@ -14,6 +14,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "tests/grpc_util.h"
+#include "tests/server/test_server.h"
 #include "tests/test_util.h"
 
 namespace spool::server {
@@ -26,13 +27,8 @@ using Clock = std::chrono::steady_clock;
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions o;
-    o.listen = "127.0.0.1:0";
-    o.engine.data_dir = dir_.path();
-    o.engine.log = [](const std::string&) {};
-    auto s = Server::Start(o, engine::SystemClock());
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
+    server_ = StartTestServer(TestServerOptions(dir_.path()));
+    ASSERT_NE(server_, nullptr);
     stub_ = spool::testing::StubFor(server_->port());
   }
 
