@@ -60,7 +60,7 @@ class TlsTest(unittest.TestCase):
             self.assertLess(time.time(), deadline)
             time.sleep(0.02)
         with open(port_file) as f:
-            return proc, "localhost:" + f.read().strip()
+            return proc, "127.0.0.1:" + f.read().strip()
 
     def ctl(self, server, *args):
         p = subprocess.run([os.path.join(BIN, "spoolctl"), "--server", server, "--timeout", "5s",
