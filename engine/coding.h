@@ -33,8 +33,8 @@ std::string QueueRecordKey(uint64_t queue_id);
 
 // "c" + queue_id + counter: an int64 moved by the Int64Add merge operator.
 inline constexpr char kCounterPrefix = 'c';
+// (1 is unused: the number of messages held is derived from the lease index, not stored.)
 enum class Counter : uint8_t {
-  kTotal = 1,
   kEnqueued = 2,
   kAcked = 3,
   kDelivered = 4,

@@ -157,8 +157,9 @@ std::chrono::milliseconds TimeToClose(int port, const std::string& send) {
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  if (!send.empty())
+  if (!send.empty()) {
     EXPECT_EQ(::write(fd, send.data(), send.size()), static_cast<ssize_t>(send.size()));
+  }
   timeval tv{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   auto start = std::chrono::steady_clock::now();

@@ -301,7 +301,6 @@ class GrpcBench {
       uint64_t n;
     };
     std::vector<std::unique_ptr<Slot>> slots;
-    std::string payload = Payload(c_.payload_bytes);
     std::function<void(Slot*)> issue = [&](Slot* s) {
       uint64_t n = budget.Take(c_.batch);
       if (n == 0) return tracker.ChainDone();
@@ -417,7 +416,6 @@ class GrpcBench {
       v1::LeaseResponse leased;
       v1::AckRequest ack;
       v1::AckResponse acked;
-      std::unique_ptr<grpc::ClientContext> ack_ctx;
       int64_t start;
       v1::QueueService::Stub* stub;
     };
@@ -484,7 +482,7 @@ class GrpcBench {
         auto call = std::make_shared<
             std::tuple<grpc::ClientContext, v1::EnqueueRequest, v1::EnqueueResponse>>();
         std::get<1>(*call).set_queue(c_.queue);
-        std::string payload(std::max<int>(c_.payload_bytes, 8), 'x');
+        std::string payload = Payload(std::max<int>(c_.payload_bytes, 8), k);
         std::memcpy(payload.data(), &scheduled, sizeof scheduled);
         std::get<1>(*call).add_messages()->set_payload(std::move(payload));
         ++outstanding;
@@ -565,7 +563,6 @@ Result RawRocksDb(const Config& c, const std::string& dir) {
   Budget budget(c.messages, c.duration_ms);
   std::atomic<uint64_t> n{0}, key{0};
   Recorder rec;
-  std::string payload = Payload(c.payload_bytes);
   auto start = Clock::now();
   double cpu0 = ClientCpu();
   std::vector<std::thread> threads;
@@ -611,7 +608,6 @@ std::vector<Result> EngineBench(const Config& c) {
   }
   engine::Engine& eng = **e;
   (void)engine::CreateQueueSync(eng, c.queue, {});
-  std::string payload = Payload(c.payload_bytes);
   for (const char* phase : {"engine-produce", "engine-consume"}) {
     bool produce = std::strcmp(phase, "engine-produce") == 0;
     Result r;
@@ -631,8 +627,11 @@ std::vector<Result> EngineBench(const Config& c) {
           if (produce) {
             uint64_t take = budget.Take(c.batch);
             if (take == 0) return;
-            std::vector<engine::EnqueueEntry> entries(take,
-                                                      engine::EnqueueEntry{payload, {}, {}, ""});
+            std::vector<engine::EnqueueEntry> entries;
+            entries.reserve(take);
+            for (uint64_t i = 0; i < take; ++i) {
+              entries.push_back({Payload(c.payload_bytes, g_payloads++), {}, {}, ""});
+            }
             int64_t t0 = NowNs();
             auto res = engine::EnqueueSync(eng, c.queue, std::move(entries));
             rec.Latency("enqueue", NowNs() - t0);
