@@ -12,7 +12,9 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return absl::UnavailableError(msg);
 }
 
-CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync) : db_(db) {
+CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync,
+                               std::function<void(std::string_view)> at_point)
+    : db_(db), at_point_(std::move(at_point)) {
   write_options_.sync = sync;
   thread_ = std::thread([this] { Run(); });
   completion_thread_ = std::thread([this] { Complete(); });
@@ -69,7 +71,9 @@ void CommitPipeline::Run() {
       error = error_;
     }
     if (error.ok() && group.Count() > 0) {
+      if (at_point_) at_point_("before-write");
       error = FromRocks(db_->Write(write_options_, &group), "write");
+      if (at_point_ && error.ok()) at_point_("after-write");
     }
     absl::MutexLock lock(&mu_);
     if (group.Count() > 0) ++groups_written_;
@@ -94,7 +98,10 @@ void CommitPipeline::Complete() {
       written_.pop_front();
       completing_ = true;
     }
-    for (Done& done : next.first) done(next.second);
+    for (size_t i = 0; i < next.first.size(); ++i) {
+      if (i == 1 && at_point_) at_point_("mid-replies");
+      next.first[i](next.second);
+    }
     absl::MutexLock lock(&mu_);
     completing_ = false;
   }

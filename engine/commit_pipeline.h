@@ -38,7 +38,9 @@ class CommitPipeline {
  public:
   using Done = std::function<void(const absl::Status&)>;
 
-  CommitPipeline(rocksdb::DB* db, bool sync);
+  // at_point (may be empty) is called at the named points of TestHooks::at_point.
+  CommitPipeline(rocksdb::DB* db, bool sync,
+                 std::function<void(std::string_view)> at_point = nullptr);
   ~CommitPipeline();  // Stop()s
 
   // Appends fill's writes to the forming group and queues done. Never calls done inline.
@@ -59,6 +61,7 @@ class CommitPipeline {
 
   rocksdb::DB* const db_;
   rocksdb::WriteOptions write_options_;
+  const std::function<void(std::string_view)> at_point_;
 
   absl::Mutex mu_;
   rocksdb::WriteBatch forming_ ABSL_GUARDED_BY(mu_);

@@ -24,6 +24,7 @@
 #include "engine/check.h"
 #include "engine/coding.h"
 #include "engine/commit_pipeline.h"
+#include "engine/fault_fs.h"
 #include "engine/engine.h"
 #include "engine/receipt.h"
 #include "engine/storage.pb.h"
@@ -31,6 +32,8 @@
 #include "engine/strings.h"
 #include "engine/validate.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/options.h"
 
 namespace spool::engine {
@@ -299,6 +302,7 @@ class EngineImpl final : public Engine {
   const Options options_;
   const std::shared_ptr<Clock> clock_;
   int lock_fd_ = -1;
+  std::unique_ptr<rocksdb::Env> env_;  // the fault file system's, when TestHooks ask for it
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* messages_cf_ = nullptr;
@@ -345,7 +349,13 @@ absl::Status EngineImpl::OpenStore() {
   lock_fd_ = *dir_lock;
   rocksdb::DB* raw = nullptr;
   std::string db_path = StorePath(options_.data_dir);
-  rocksdb::Status s = rocksdb::DB::Open(StoreOptions(), db_path, StoreFamilies(), &handles_, &raw);
+  rocksdb::DBOptions db_options = StoreOptions();
+  if (options_.test.faults) {
+    env_ = rocksdb::NewCompositeEnv(
+        NewFaultFileSystem(rocksdb::FileSystem::Default(), options_.test.faults));
+    db_options.env = env_.get();
+  }
+  rocksdb::Status s = rocksdb::DB::Open(db_options, db_path, StoreFamilies(), &handles_, &raw);
   if (!s.ok()) {
     if (s.IsCorruption()) {
       return absl::DataLossError(Cat(
@@ -491,7 +501,11 @@ absl::Status EngineImpl::OpenStore() {
       std::sort(q->dedup_order.begin(), q->dedup_order.end());
     }
   }
-  pipeline_ = std::make_unique<CommitPipeline>(db_.get(), options_.durability == Durability::kSync);
+  pipeline_ = std::make_unique<CommitPipeline>(
+      db_.get(),
+      options_.durability == Durability::kSync &&
+          options_.test.mutation != Mutation::kReplyBeforeFsync,
+      options_.test.at_point);
   Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
           orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",
           options_.durability == Durability::kSync ? "sync" : "async"));
@@ -1041,7 +1055,9 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
        ++it, ++scanned) {
     const MsgState& m = q.messages.at(it->second);
     if (m.pending) continue;
-    if (q.config.max_deliveries > 0 && m.delivery_count >= q.config.max_deliveries) {
+    uint32_t dead_at = q.config.max_deliveries;
+    if (options_.test.mutation == Mutation::kDeadLetterEarly && dead_at > 1) --dead_at;
+    if (q.config.max_deliveries > 0 && m.delivery_count >= dead_at) {
       dead.push_back(it->second);
       continue;
     }
@@ -1070,7 +1086,9 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     ++m.delivery_count;
     ++m.lease_gen;
     m.leased = true;
-    m.visible_at = now + visibility_ms;
+    m.visible_at = now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline
+                              ? visibility_ms / 4
+                              : visibility_ms);
     IndexAddLocked(q, seq, m);
     states[k] = ToRecord(m).SerializeAsString();
     LeasedMessage& out = job->messages[k];
@@ -1084,6 +1102,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   pipeline_->Submit(
       [&](rocksdb::WriteBatch& b) {
         for (size_t k = 0; k < take.size(); ++k) {
+          if (options_.test.mutation == Mutation::kNoPersistLeases) break;
           b.Put(state_cf_, MessageKey(q.id, take[k]), states[k]);
         }
         MergeCounter(b, q.id, Counter::kDelivered, static_cast<int64_t>(take.size()));
@@ -1292,7 +1311,8 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
       continue;
     }
     MsgState& m = it->second;
-    if (!m.leased || m.lease_gen != f->lease_gen) {
+    if ((!m.leased || m.lease_gen != f->lease_gen) &&
+        options_.test.mutation != Mutation::kStaleReceipts) {
       outcomes[i].outcome = Outcome::kLeaseLost;
       continue;
     }
@@ -1305,7 +1325,8 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
         continue;
       case ReceiptOp::kNack:
         m.leased = false;
-        m.visible_at = now + duration_ms;
+        m.visible_at =
+            now + (options_.test.mutation == Mutation::kNackIgnoresDelay ? 0 : duration_ms);
         wake = wake || duration_ms == 0;
         break;
       case ReceiptOp::kExtend:

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "engine/check.h"
 #include "engine/clock.h"
@@ -44,6 +45,24 @@ absl::Status ValidateOptions(const Options& options) {
         Cat("background_batch: must be between 1 and 100000 (got ", options.background_batch, ")"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<Mutation> ParseMutation(std::string_view name) {
+  static constexpr std::pair<std::string_view, Mutation> kNames[] = {
+      {"reply-before-fsync", Mutation::kReplyBeforeFsync},
+      {"lease-ignores-deadline", Mutation::kLeaseIgnoresDeadline},
+      {"stale-receipts", Mutation::kStaleReceipts},
+      {"no-persist-leases", Mutation::kNoPersistLeases},
+      {"dead-letter-early", Mutation::kDeadLetterEarly},
+      {"nack-ignores-delay", Mutation::kNackIgnoresDelay},
+  };
+  for (auto [n, m] : kNames) {
+    if (n == name) return m;
+  }
+  return absl::InvalidArgumentError(
+      Cat("test mutation: unknown \"", name,
+          "\" (known: reply-before-fsync, lease-ignores-deadline, stale-receipts, "
+          "no-persist-leases, dead-letter-early, nack-ignores-delay)"));
 }
 
 namespace internal {

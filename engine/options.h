@@ -5,11 +5,16 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace spool::engine {
+
+class FaultController;
 
 enum class Durability {
   // Every state change is fsynced before it is acknowledged. Survives power loss.
@@ -17,6 +22,34 @@ enum class Durability {
   // The write-ahead log is written but not fsynced. Survives a crash of the process (kill -9),
   // not of the machine.
   kAsync,
+};
+
+// Deliberate bugs, switched on one at a time by the crash-torture harness to prove that its
+// checker catches each kind of broken promise (tests/torture). Never used otherwise.
+enum class Mutation {
+  kNone,
+  kReplyBeforeFsync,      // acknowledge writes before they are fsynced
+  kLeaseIgnoresDeadline,  // a leased message is visible again after a quarter of its lease
+  kStaleReceipts,         // accept receipts of earlier leases and of nacked leases
+  kNoPersistLeases,       // leases live only in memory: a restart forgets them
+  kDeadLetterEarly,       // dead-letter after max_deliveries - 1 deliveries
+  kNackIgnoresDelay,      // a nacked message is visible again at once
+};
+
+// "reply-before-fsync", "lease-ignores-deadline", "stale-receipts", "no-persist-leases",
+// "dead-letter-early", "nack-ignores-delay"; INVALID_ARGUMENT for anything else.
+absl::StatusOr<Mutation> ParseMutation(std::string_view name);
+
+// Test-only hooks for the crash-torture harness and the storage-fault tests. Production leaves
+// every field at its default.
+struct TestHooks {
+  // Non-null: the store goes through the fault file system (fault_fs.h) this controls.
+  std::shared_ptr<FaultController> faults;
+  Mutation mutation = Mutation::kNone;
+  // Called at named points of the commit path: "before-write" (a group is about to be written),
+  // "after-write" (it is durable, no reply sent yet) and "mid-replies" (some of its replies are
+  // sent). spoold's --test-crash-at kills the process from here.
+  std::function<void(std::string_view point)> at_point;
 };
 
 struct Options {
@@ -43,6 +76,9 @@ struct Options {
   // Receives one line per notable event (open, recovery figures, storage errors).
   // Default (empty): written to stderr.
   std::function<void(const std::string&)> log;
+
+  // Test-only; see TestHooks.
+  TestHooks test;
 };
 
 // OK, or INVALID_ARGUMENT naming the field.

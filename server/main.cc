@@ -4,11 +4,14 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "absl/synchronization/mutex.h"
+#include "engine/fault_fs.h"
 #include "server/server.h"
 
 namespace {
@@ -71,7 +74,55 @@ int main(int argc, char** argv) {
                "Serve plaintext beyond loopback (only on a network you trust)");
   app.add_option("--port-file", port_file,
                  "Write the port served on to this file once SERVING (useful with port 0)");
+  std::string test_faults, test_mutation, test_crash_at;
+  app.add_option("--test-faults", test_faults,
+                 "TESTS ONLY: run the store on the fault file system (unsynced-loss, "
+                 "eio-on-wal-sync-after=N, enospc-after-bytes=N; engine/fault_fs.h)")
+      ->group("Testing");
+  app.add_option("--test-mutation", test_mutation,
+                 "TESTS ONLY: switch on a deliberate bug to prove the torture checker catches it")
+      ->group("Testing");
+  app.add_option("--test-crash-at", test_crash_at,
+                 "TESTS ONLY: POINT:N kills spoold (SIGKILL) the Nth time the commit path reaches "
+                 "POINT (before-write, after-write, mid-replies)")
+      ->group("Testing");
   CLI11_PARSE(app, argc, argv);
+  if (!test_faults.empty()) {
+    auto spec = spool::engine::ParseFaultSpec(test_faults);
+    if (!spec.ok()) {
+      std::fprintf(stderr, "spoold: --test-faults: %s\n", std::string(spec.status().message()).c_str());
+      return 2;
+    }
+    options.engine.test.faults = std::make_shared<spool::engine::FaultController>(*spec);
+    std::fprintf(stderr, "spoold: TEST FAULTS ON: %s\n", test_faults.c_str());
+  }
+  if (!test_mutation.empty()) {
+    auto mutation = spool::engine::ParseMutation(test_mutation);
+    if (!mutation.ok()) {
+      std::fprintf(stderr, "spoold: --test-mutation: %s\n",
+                   std::string(mutation.status().message()).c_str());
+      return 2;
+    }
+    options.engine.test.mutation = *mutation;
+    std::fprintf(stderr, "spoold: TEST MUTATION ON (deliberately broken): %s\n",
+                 test_mutation.c_str());
+  }
+  if (!test_crash_at.empty()) {
+    size_t colon = test_crash_at.rfind(':');
+    std::string point = test_crash_at.substr(0, colon);
+    int64_t n = colon == std::string::npos ? 0 : std::atoll(test_crash_at.c_str() + colon + 1);
+    if (n < 1 || (point != "before-write" && point != "after-write" && point != "mid-replies")) {
+      std::fprintf(stderr,
+                   "spoold: --test-crash-at must be POINT:N with POINT one of before-write, "
+                   "after-write, mid-replies and N >= 1 (got \"%s\")\n",
+                   test_crash_at.c_str());
+      return 2;
+    }
+    auto hits = std::make_shared<std::atomic<int64_t>>(0);
+    options.engine.test.at_point = [point, n, hits](std::string_view at) {
+      if (at == point && hits->fetch_add(1) + 1 == n) raise(SIGKILL);
+    };
+  }
   options.engine.durability =
       durability == "sync" ? spool::engine::Durability::kSync : spool::engine::Durability::kAsync;
   options.engine.log = [](const std::string& line) {
