@@ -1,0 +1,812 @@
+// spool-torture: crash torture with a history checker (issue 5).
+//
+// Starts spoold (on 127.0.0.1, a directory of its own, the unsynced-loss fault file system),
+// runs producers, consumers and a dead-letter reader against it while a nemesis kills it with
+// SIGKILL at random moments or at named points of its commit path and starts it again. Every
+// call goes to a history (one JSON line each, CLOCK_MONOTONIC times, outcome ok/fail/unknown).
+// After the last cycle (or every --check-every cycles) the load stops, the queues are drained,
+// and the checker (checker.h) judges the history.
+//
+// Exit status: 0 the checker passed (or, with --expect, found the expected violation);
+// 1 it found violations (or, with --expect, did not find the expected one); 2 the harness could
+// not do its job (spoold would not start, time bound reached).
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "spool/v1/queue.grpc.pb.h"
+#include "tools/torture/checker.h"
+#include "tools/torture/payload.h"
+
+namespace spool::torture {
+namespace {
+
+namespace v1 = spool::v1;
+
+int64_t NowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+void SleepMs(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+struct Flags {
+  std::string spoold;
+  std::string dir;
+  int cycles = 30;
+  int check_every = 0;
+  uint64_t seed = 0;
+  int producers = 2;
+  int consumers = 4;
+  std::string mutation;
+  std::string expect;
+  double crash_point_share = 0.3;
+  int uptime_min_ms = 400;
+  int uptime_max_ms = 1200;
+  int max_seconds = 900;
+  bool keep = false;
+};
+
+const char* const kQueue = "torture";
+const char* const kDeadLetters = "torture-dlq";
+constexpr uint32_t kMaxDeliveries = 3;
+
+// A definite error changed nothing; anything else may or may not have happened.
+const char* Classify(const grpc::Status& s) {
+  // The channel had no connection to send it on: the call never left this process.
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+      s.error_message().starts_with("failed to connect to all addresses")) {
+    return "fail";
+  }
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return "ok";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "fail";
+    default:
+      return "unknown";
+  }
+}
+
+const char* CodeName(grpc::StatusCode c) {
+  static const char* const kNames[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  int i = static_cast<int>(c);
+  return i >= 0 && i <= 16 ? kNames[i] : "?";
+}
+
+const char* OutcomeName(v1::Outcome o) {
+  switch (o) {
+    case v1::OUTCOME_OK:
+      return "OK";
+    case v1::OUTCOME_LEASE_LOST:
+      return "LEASE_LOST";
+    case v1::OUTCOME_INVALID_RECEIPT:
+      return "INVALID_RECEIPT";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+// The history: appended by every thread, written as JSON lines, kept in memory for the checker.
+class History {
+ public:
+  explicit History(const std::string& path) : out_(path) {}
+  bool good() const { return out_.good(); }
+  void Record(Event e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_ << ToJsonLine(e) << "\n";
+    events_.push_back(std::move(e));
+  }
+  std::vector<Event> Snapshot() {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_.flush();
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::ofstream out_;
+  std::vector<Event> events_;
+};
+
+void SetCall(Event* e, const grpc::Status& s, int64_t invoke) {
+  e->set_invoke_us(invoke);
+  e->set_complete_us(NowUs());
+  e->set_outcome(Classify(s));
+  e->set_code(CodeName(s.error_code()));
+  if (!s.ok()) e->set_error(s.error_message());
+}
+
+std::shared_ptr<grpc::Channel> Connect(int port) {
+  grpc::ChannelArguments args;
+  // spoold restarts often: reconnect at once rather than after gRPC's default second.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+void Deadline(grpc::ClientContext* ctx, int64_t ms) {
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
+}
+
+// A lease this worker holds, or gave up.
+struct Held {
+  std::string queue, receipt, uid;
+  uint32_t count;
+  int64_t leased_at_us;
+};
+
+class Worker {
+ public:
+  Worker(int id, int port, History* history, uint64_t seed)
+      : id_(id),
+        port_(port),
+        stub_(v1::QueueService::NewStub(Connect(port))),
+        history_(history),
+        rng_(seed) {}
+
+  // gRPC backs off reconnecting to a server that refused it, which can outlast a restart; a
+  // worker that keeps failing starts a fresh channel, as a client in a hurry would.
+  void Observe(const grpc::Status& s) {
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      failures_ = 0;
+    } else if (++failures_ >= 3) {
+      stub_ = v1::QueueService::NewStub(Connect(port_));
+      failures_ = 0;
+    }
+  }
+
+  // Enqueues 1..4 messages with fresh uids.
+  void Produce() {
+    v1::EnqueueRequest req;
+    req.set_queue(kQueue);
+    Event e;
+    e.set_type("enqueue");
+    e.set_worker(id_);
+    e.set_queue(kQueue);
+    int n = 1 + static_cast<int>(rng_() % 4);
+    for (int i = 0; i < n; ++i) {
+      std::string uid = "p" + std::to_string(id_) + "-" + std::to_string(next_uid_++);
+      req.add_messages()->set_payload(MakePayload(uid, 16 + rng_() % 200, rng_()));
+      e.add_uids(uid);
+    }
+    v1::EnqueueResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 3000);
+    int64_t t = NowUs();
+    grpc::Status s = stub_->Enqueue(&ctx, req, &resp);
+    SetCall(&e, s, t);
+    Observe(s);
+    history_->Record(std::move(e));
+    if (!s.ok()) SleepMs(20);
+  }
+
+  // Leases from queue; returns what it got (recorded).
+  std::vector<Held> Lease(const std::string& queue, uint32_t max, int64_t visibility_ms,
+                          int64_t wait_ms) {
+    v1::LeaseRequest req;
+    req.set_queue(queue);
+    req.set_max_messages(max);
+    req.mutable_visibility_timeout()->set_seconds(visibility_ms / 1000);
+    req.mutable_visibility_timeout()->set_nanos(static_cast<int32_t>(visibility_ms % 1000) *
+                                                1'000'000);
+    req.mutable_wait_time()->set_nanos(static_cast<int32_t>(wait_ms) * 1'000'000);
+    v1::LeaseResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 3000);
+    Event e;
+    e.set_type("lease");
+    e.set_worker(id_);
+    e.set_queue(queue);
+    e.set_visibility_ms(visibility_ms);
+    int64_t t = NowUs();
+    grpc::Status s = stub_->Lease(&ctx, req, &resp);
+    SetCall(&e, s, t);
+    Observe(s);
+    std::vector<Held> held;
+    for (const v1::LeasedMessage& m : resp.messages()) {
+      Delivery* d = e.add_deliveries();
+      std::optional<std::string> uid = ParsePayload(m.payload());
+      d->set_uid(uid.value_or(""));
+      d->set_intact(uid.has_value());
+      d->set_message_id(m.message_id());
+      d->set_delivery_count(m.delivery_count());
+      if (uid) held.push_back({queue, m.receipt(), *uid, m.delivery_count(), t});
+    }
+    history_->Record(std::move(e));
+    if (!s.ok()) SleepMs(20);
+    return held;
+  }
+
+  // Ack, Nack or ExtendLease of the given leases in one call.
+  void Settle(const std::string& type, const std::vector<Held>& leases, int64_t ms = 0) {
+    if (leases.empty()) return;
+    const std::string& queue = leases[0].queue;
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 3000);
+    Event e;
+    e.set_type(type);
+    e.set_worker(id_);
+    e.set_queue(queue);
+    google::protobuf::RepeatedPtrField<v1::ReceiptOutcome> results;
+    int64_t t = NowUs();
+    grpc::Status s;
+    if (type == "ack") {
+      v1::AckRequest req;
+      req.set_queue(queue);
+      for (const Held& h : leases) req.add_receipts(h.receipt);
+      v1::AckResponse resp;
+      s = stub_->Ack(&ctx, req, &resp);
+      results = resp.results();
+    } else if (type == "nack") {
+      v1::NackRequest req;
+      req.set_queue(queue);
+      for (const Held& h : leases) req.add_receipts(h.receipt);
+      req.mutable_delay()->set_seconds(ms / 1000);
+      req.mutable_delay()->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+      e.set_delay_ms(ms);
+      v1::NackResponse resp;
+      s = stub_->Nack(&ctx, req, &resp);
+      results = resp.results();
+    } else {
+      v1::ExtendLeaseRequest req;
+      req.set_queue(queue);
+      for (const Held& h : leases) req.add_receipts(h.receipt);
+      req.mutable_visibility_timeout()->set_seconds(ms / 1000);
+      req.mutable_visibility_timeout()->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+      e.set_visibility_ms(ms);
+      v1::ExtendLeaseResponse resp;
+      s = stub_->ExtendLease(&ctx, req, &resp);
+      results = resp.results();
+    }
+    SetCall(&e, s, t);
+    Observe(s);
+    for (size_t i = 0; i < leases.size(); ++i) {
+      ReceiptResult* r = e.add_receipts();
+      r->set_uid(leases[i].uid);
+      r->set_delivery_count(leases[i].count);
+      if (s.ok() && static_cast<int>(i) < results.size()) {
+        r->set_outcome(OutcomeName(results[static_cast<int>(i)].outcome()));
+      }
+    }
+    history_->Record(std::move(e));
+  }
+
+  // One round of a consumer of the main queue: lease, then for each message do what workers
+  // do (ack, nack with a delay, extend then ack, give up, be too slow), and now and then use a
+  // stale receipt of a lease given up earlier.
+  void Consume() {
+    for (size_t i = 0; i < late_.size();) {
+      if (late_[i].first > NowUs()) {
+        ++i;
+        continue;
+      }
+      Settle("ack", {late_[i].second});
+      late_.erase(late_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    int64_t vt = 1000 + static_cast<int64_t>(rng_() % 1001);
+    for (const Held& h : Lease(kQueue, 1 + rng_() % 3, vt, 200)) {
+      int r = static_cast<int>(rng_() % 100);
+      if (r < 62) {
+        if (rng_() % 2) SleepMs(static_cast<int64_t>(rng_() % 10));
+        Settle("ack", {h});
+      } else if (r < 72) {
+        Settle("nack", {h}, rng_() % 4 == 0 ? 0 : 100 + static_cast<int64_t>(rng_() % 701));
+      } else if (r < 80) {
+        Settle("extend", {h}, 1000);
+        Settle("ack", {h});
+      } else if (r < 90) {
+        Event e;
+        e.set_type("abandon");
+        e.set_worker(id_);
+        e.set_queue(h.queue);
+        e.set_invoke_us(NowUs());
+        e.set_complete_us(e.invoke_us());
+        ReceiptResult* rr = e.add_receipts();
+        rr->set_uid(h.uid);
+        rr->set_delivery_count(h.count);
+        history_->Record(std::move(e));
+        if (stale_.size() < 100) stale_.push_back(h);
+      } else if (r < 93) {
+        late_.push_back({NowUs() + (vt + 100) * 1000, h});  // acked after its lease ended
+      } else {
+        Settle("ack", {h});
+      }
+    }
+    if (!stale_.empty() && rng_() % 100 < 8) {
+      Held h = stale_.front();
+      if (NowUs() - h.leased_at_us > 2'500'000) {
+        stale_.erase(stale_.begin());
+        int r = static_cast<int>(rng_() % 3);
+        if (r == 0) Settle("nack", {h}, 0);
+        if (r == 1) Settle("extend", {h}, 1000);
+        if (r == 2) Settle("ack", {h});
+      }
+    }
+  }
+
+  // Reads the dead-letter queue (or, draining, any queue) and acks everything.
+  size_t Drain(const std::string& queue, int64_t visibility_ms) {
+    std::vector<Held> got = Lease(queue, 50, visibility_ms, 300);
+    Settle("ack", got);
+    return got.size();
+  }
+
+  v1::QueueService::Stub& stub() { return *stub_; }
+
+ private:
+  const int id_;
+  const int port_;
+  int failures_ = 0;
+  std::unique_ptr<v1::QueueService::Stub> stub_;
+  History* const history_;
+  std::mt19937_64 rng_;
+  uint64_t next_uid_ = 0;
+  std::vector<Held> stale_;
+  std::vector<std::pair<int64_t, Held>> late_;  // (when, lease) to ack too late
+};
+
+// Runs one spoold at a time in its own directory.
+class Spoold {
+ public:
+  Spoold(const Flags& flags, History* history) : flags_(flags), history_(history) {}
+
+  // Starts it (with a named crash point when crash_at is set) and waits until it serves and
+  // the queues exist. False when it died on the way (recorded as a crash).
+  bool Start(const std::string& crash_at) {
+    std::string port_file = flags_.dir + "/port";
+    std::filesystem::remove(port_file);
+    std::vector<std::string> args = {flags_.spoold,
+                                     "--listen=127.0.0.1:" + std::to_string(port_),
+                                     "--data-dir=" + flags_.dir + "/data",
+                                     "--port-file=" + port_file,
+                                     "--durability=sync",
+                                     "--test-faults=unsynced-loss"};
+    if (!flags_.mutation.empty()) args.push_back("--test-mutation=" + flags_.mutation);
+    if (!crash_at.empty()) args.push_back("--test-crash-at=" + crash_at);
+    Event start;
+    start.set_type("start");
+    start.set_worker(-1);
+    start.set_detail(crash_at.empty() ? "" : "--test-crash-at=" + crash_at);
+    start.set_invoke_us(NowUs());
+    start.set_complete_us(start.invoke_us());
+    history_->Record(start);
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string log = flags_.dir + "/spoold.log";
+      FILE* f = std::freopen(log.c_str(), "a", stderr);
+      (void)f;
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      std::perror("execv spoold");
+      _exit(127);
+    }
+    int64_t until = NowUs() + 15'000'000;
+    while (NowUs() < until) {
+      if (Exited()) {
+        RecordCrash(NowUs(), "died while starting");
+        return false;
+      }
+      std::ifstream in(port_file);
+      int port = 0;
+      if (in >> port && port > 0) {
+        port_ = port;
+        break;
+      }
+      SleepMs(5);
+    }
+    if (port_ == 0) return Fail("spoold did not write its port file within 15 s");
+    auto channel = Connect(port_);
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    while (NowUs() < until) {
+      grpc::ClientContext ctx;
+      Deadline(&ctx, 300);
+      grpc::health::v1::HealthCheckRequest req;
+      grpc::health::v1::HealthCheckResponse resp;
+      if (health->Check(&ctx, req, &resp).ok() &&
+          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+        break;
+      }
+      if (Exited()) {
+        RecordCrash(NowUs(), "died while starting");
+        return false;
+      }
+      SleepMs(5);
+    }
+    Event ready;
+    ready.set_type("ready");
+    ready.set_worker(-1);
+    ready.set_invoke_us(NowUs());
+    ready.set_complete_us(ready.invoke_us());
+    // The queues, idempotently: a store that lost them (a mutation) gets them back.
+    auto stub = v1::QueueService::NewStub(channel);
+    for (const char* name : {kDeadLetters, kQueue}) {
+      v1::CreateQueueRequest req;
+      req.set_name(name);
+      if (std::string(name) == kQueue) {
+        req.mutable_config()->mutable_visibility_timeout()->set_seconds(2);
+        req.mutable_config()->set_max_deliveries(kMaxDeliveries);
+        req.mutable_config()->set_dead_letter_queue(kDeadLetters);
+      } else {
+        req.mutable_config()->mutable_visibility_timeout()->set_seconds(5);
+      }
+      v1::Queue q;
+      grpc::ClientContext ctx;
+      Deadline(&ctx, 3000);
+      grpc::Status s = stub->CreateQueue(&ctx, req, &q);
+      if (!s.ok()) {
+        if (Exited()) {
+          RecordCrash(NowUs(), "died while starting");
+          return false;
+        }
+        return Fail("cannot create queue " + std::string(name) + ": " + s.error_message());
+      }
+      if (std::string(name) == kQueue) ready.set_ready_messages(q.stats().ready());
+    }
+    history_->Record(ready);
+    if (!configured_) {
+      Event config;
+      config.set_type("config");
+      config.set_worker(-1);
+      config.set_queue(kQueue);
+      config.set_max_deliveries(kMaxDeliveries);
+      config.set_dead_letter_queue(kDeadLetters);
+      history_->Record(config);
+      configured_ = true;
+    }
+    return true;
+  }
+
+  // kill -9 now; recorded with when it was sent and when the process was gone.
+  void Kill(const std::string& why) {
+    int64_t t = NowUs();
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    RecordCrash(t, why);
+  }
+
+  // Waits up to ms for it to die by itself (a named crash point); true if it did.
+  bool WaitExit(int64_t ms) {
+    int64_t until = NowUs() + ms * 1000;
+    while (NowUs() < until) {
+      if (Exited()) {
+        RecordCrash(NowUs(), "crash point reached");
+        return true;
+      }
+      SleepMs(2);
+    }
+    return false;
+  }
+
+  // SIGTERM, then up to 15 s for a clean exit. Its exit status, or -1.
+  int Stop() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    int64_t until = NowUs() + 15'000'000;
+    int status = 0;
+    while (NowUs() < until) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      SleepMs(10);
+    }
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return -1;
+  }
+
+  bool Exited() {
+    if (pid_ <= 0) return true;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    return false;
+  }
+
+  int port() const { return port_; }
+  const std::string& error() const { return error_; }
+
+  bool Fail(std::string error) {
+    error_ = std::move(error);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    return false;
+  }
+
+ private:
+  void RecordCrash(int64_t sent, const std::string& why) {
+    Event e;
+    e.set_type("crash");
+    e.set_worker(-1);
+    e.set_invoke_us(sent);
+    e.set_complete_us(NowUs());
+    e.set_detail(why);
+    history_->Record(std::move(e));
+  }
+
+  const Flags& flags_;
+  History* const history_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  bool configured_ = false;
+  std::string error_;
+};
+
+// Producers, consumers and the dead-letter reader, on threads, until Stop().
+class Load {
+ public:
+  Load(const Flags& flags, int port, History* history, uint64_t seed) {
+    for (int i = 0; i < flags.producers; ++i) {
+      threads_.emplace_back([this, i, port, history, seed] {
+        Worker w(i, port, history, seed + static_cast<uint64_t>(i));
+        std::mt19937 pause(static_cast<uint32_t>(seed + static_cast<uint64_t>(i)));
+        while (!stop_.load()) {
+          w.Produce();
+          SleepMs(5 + pause() % 11);
+        }
+      });
+    }
+    for (int i = 0; i < flags.consumers; ++i) {
+      threads_.emplace_back([this, i, port, history, seed] {
+        Worker w(10 + i, port, history, seed + 10 + static_cast<uint64_t>(i));
+        while (!stop_.load()) w.Consume();
+      });
+    }
+    threads_.emplace_back([this, port, history, seed] {
+      Worker w(20, port, history, seed + 20);
+      while (!stop_.load()) w.Drain(kDeadLetters, 5000);
+    });
+  }
+  void Stop() {
+    stop_.store(true);
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  ~Load() {
+    if (!threads_.empty()) Stop();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+// After the load stops: lease and ack everything left in both queues. True when both are
+// empty; false at the time bound (the checker then reports what was not delivered).
+bool Drain(int port, History* history, uint64_t seed) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> drainers;
+  for (int i = 0; i < 2; ++i) {
+    drainers.emplace_back([&, i] {
+      Worker w(100 + i, port, history, seed + static_cast<uint64_t>(i));
+      while (!stop.load()) w.Drain(i == 0 ? kQueue : kDeadLetters, 10'000);
+    });
+  }
+  auto stub = v1::QueueService::NewStub(Connect(port));
+  bool empty = false;
+  for (int64_t until = NowUs() + 30'000'000; !empty && NowUs() < until; SleepMs(100)) {
+    uint64_t left = 0;
+    for (const char* name : {kQueue, kDeadLetters}) {
+      v1::GetQueueRequest req;
+      req.set_name(name);
+      v1::Queue q;
+      grpc::ClientContext ctx;
+      Deadline(&ctx, 3000);
+      left += stub->GetQueue(&ctx, req, &q).ok() ? q.stats().total() : 1;
+    }
+    empty = left == 0;
+  }
+  stop.store(true);
+  for (auto& t : drainers) t.join();
+  return empty;
+}
+
+int Run(const Flags& flags) {
+  std::filesystem::create_directories(flags.dir);
+  History history(flags.dir + "/history.jsonl");
+  if (!history.good()) {
+    std::fprintf(stderr, "spool-torture: cannot write %s/history.jsonl\n", flags.dir.c_str());
+    return 2;
+  }
+  std::printf("spool-torture: %d cycles, seed %llu, directory %s%s%s\n", flags.cycles,
+              static_cast<unsigned long long>(flags.seed), flags.dir.c_str(),
+              flags.mutation.empty() ? "" : ", MUTATION ", flags.mutation.c_str());
+  std::fflush(stdout);
+  std::mt19937_64 rng(flags.seed);
+  Spoold spoold(flags, &history);
+  const int64_t deadline = NowUs() + int64_t{flags.max_seconds} * 1'000'000;
+  const int phase = flags.check_every > 0 ? flags.check_every : flags.cycles;
+  auto start_clean = [&]() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (spoold.Start("")) return true;
+      if (!spoold.error().empty()) break;
+    }
+    std::fprintf(stderr, "spool-torture: %s\n",
+                 spoold.error().empty() ? "spoold keeps dying" : spoold.error().c_str());
+    return false;
+  };
+  if (!start_clean()) return 2;
+  Report report;
+  int cycle = 0;
+  std::unique_ptr<Load> load;
+  while (cycle < flags.cycles) {
+    if (!load) load = std::make_unique<Load>(flags, spoold.port(), &history, rng());
+    // One cycle: up for a random while, then killed (at random, or at a crash point it was
+    // started with).
+    int64_t up = flags.uptime_min_ms +
+                 static_cast<int64_t>(rng() % static_cast<uint64_t>(
+                                                  flags.uptime_max_ms - flags.uptime_min_ms + 1));
+    if (!spoold.WaitExit(up)) spoold.Kill("kill -9 at a random moment");
+    ++cycle;
+    if (NowUs() > deadline) {
+      std::fprintf(stderr, "spool-torture: time bound of %d s reached after %d cycles\n",
+                   flags.max_seconds, cycle);
+      load->Stop();
+      return 2;
+    }
+    bool phase_end = cycle % phase == 0 || cycle == flags.cycles;
+    if (!phase_end) {
+      std::string crash_at;
+      if (std::uniform_real_distribution<double>(0, 1)(rng) < flags.crash_point_share) {
+        static const char* const kPoints[] = {"before-write", "after-write", "mid-replies"};
+        crash_at = std::string(kPoints[rng() % 3]) + ":" + std::to_string(1 + rng() % 300);
+      }
+      bool started = spoold.Start(crash_at);
+      for (int attempt = 0; !started && spoold.error().empty() && attempt < 5; ++attempt) {
+        started = spoold.Start("");
+      }
+      if (!started && spoold.error().empty()) spoold.Fail("spoold keeps dying while starting");
+      if (!started) {
+        std::fprintf(stderr, "spool-torture: %s\n", spoold.error().c_str());
+        return 2;
+      }
+      continue;
+    }
+    // End of a phase: a clean start, the load stops, everything is drained and checked.
+    if (!start_clean()) return 2;
+    load->Stop();
+    load.reset();
+    Event stop;
+    stop.set_type("load_stop");
+    stop.set_worker(-1);
+    stop.set_invoke_us(NowUs());
+    stop.set_complete_us(stop.invoke_us());
+    history.Record(stop);
+    bool drained = Drain(spoold.port(), &history, rng());
+    Event end;
+    end.set_type("drain_end");
+    end.set_worker(-1);
+    end.set_invoke_us(NowUs());
+    end.set_complete_us(end.invoke_us());
+    end.set_detail(drained ? "both queues empty" : "time bound reached");
+    history.Record(end);
+    report = Check(history.Snapshot(), CheckOptions());
+    std::printf("after %d cycles: %zu violations\n", cycle, report.violations.size());
+    std::fflush(stdout);
+    if (!report.ok()) break;
+    if (cycle < flags.cycles) spoold.Kill("kill -9 after a drain");
+    if (cycle < flags.cycles && !start_clean()) return 2;
+  }
+  if (load) load->Stop();
+  int exit_status = spoold.Stop();
+  std::printf("%s", report.Format().c_str());
+  std::printf("cycles: %d; history: %s/history.jsonl; spoold's last exit status: %d\n", cycle,
+              flags.dir.c_str(), exit_status);
+  if (!flags.expect.empty()) {
+    bool found = false;
+    for (const Violation& v : report.violations) {
+      for (std::string_view rest = flags.expect; !rest.empty();) {
+        std::string_view rule = rest.substr(0, rest.find(','));
+        rest.remove_prefix(std::min(rest.size(), rule.size() + 1));
+        found = found || v.rule == rule;
+      }
+    }
+    std::printf("expected a %s violation: %s\n", flags.expect.c_str(),
+                found ? "found (the checker caught the mutation)" : "NOT FOUND");
+    return found ? 0 : 1;
+  }
+  return report.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace spool::torture
+
+int main(int argc, char** argv) {
+  spool::torture::Flags flags;
+  CLI::App app{
+      "spool-torture: kill -9 spoold again and again under load, on a file system that loses "
+      "what was not fsynced, and check the history of every call against Spool's promises."};
+  app.footer(
+      "Examples:\n"
+      "  spool-torture --cycles 30                          # CI mode, about a minute\n"
+      "  spool-torture --cycles 500                         # long mode\n"
+      "  spool-torture --mutation reply-before-fsync --check-every 5 --expect S1");
+  app.add_option("--spoold", flags.spoold, "spoold binary (default: next to this one)");
+  app.add_option("--dir", flags.dir, "Work directory: data, spoold.log, history.jsonl "
+                                     "(default: a new one under /tmp)");
+  app.add_option("--cycles", flags.cycles, "Kill cycles")->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  app.add_option("--check-every", flags.check_every,
+                 "Stop the load, drain and check every N cycles; stop at the first violation "
+                 "(0: once, at the end)")
+      ->check(CLI::Range(0, 100'000));
+  app.add_option("--seed", flags.seed, "Random seed (default: from the time; printed)");
+  app.add_option("--producers", flags.producers)->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--consumers", flags.consumers)->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--mutation", flags.mutation,
+                 "Run spoold with this deliberate bug (spoold --test-mutation)");
+  app.add_option("--expect", flags.expect,
+                 "Succeed only if the checker reports a violation of one of these rules (e.g. S1,L1)");
+  app.add_option("--crash-point-share", flags.crash_point_share,
+                 "Share of cycles that die at a named point of the commit path")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--uptime-min-ms", flags.uptime_min_ms)->check(CLI::Range(50, 600'000))
+      ->capture_default_str();
+  app.add_option("--uptime-max-ms", flags.uptime_max_ms)->check(CLI::Range(50, 600'000))
+      ->capture_default_str();
+  app.add_option("--max-seconds", flags.max_seconds, "Give up (exit 2) after this long")
+      ->check(CLI::Range(10, 86'400))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (flags.uptime_max_ms < flags.uptime_min_ms) {
+    std::fprintf(stderr, "spool-torture: --uptime-max-ms must be at least --uptime-min-ms\n");
+    return 2;
+  }
+  if (flags.spoold.empty()) {
+    flags.spoold = (std::filesystem::canonical("/proc/self/exe").parent_path() / "spoold").string();
+  }
+  if (flags.seed == 0) flags.seed = static_cast<uint64_t>(spool::torture::NowUs());
+  if (flags.dir.empty()) {
+    char tmpl[] = "/tmp/spool-torture-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::perror("spool-torture: mkdtemp");
+      return 2;
+    }
+    flags.dir = tmpl;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  return spool::torture::Run(flags);
+}
