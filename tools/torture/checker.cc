@@ -286,7 +286,8 @@ class Checker {
         if (c.type() == "nack") {
           int64_t visible = c.invoke_us() + c.delay_ms() * 1000;
           for (const Deliv& d : ds) {
-            if (d.count > count && d.complete() < visible - o_.slack_us) {
+            if (d.count > count && d.complete() > c.invoke_us() &&
+                d.complete() < visible - o_.slack_us) {
               Add("S8", "message " + uid + " nacked with delay " +
                             std::to_string(c.delay_ms()) + " ms came back " +
                             Ms(visible - d.complete()) + " early");
