@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -54,6 +55,7 @@ struct Flags {
   std::string mutation;
   std::string expect;
   double crash_point_share = 0.3;
+  double storage_fault_share = 0.0;
   int uptime_min_ms = 400;
   int uptime_max_ms = 1200;
   int max_seconds = 900;
@@ -381,7 +383,7 @@ class Spoold {
 
   // Starts it (with a named crash point when crash_at is set) and waits until it serves and
   // the queues exist. False when it died on the way (recorded as a crash).
-  bool Start(const std::string& crash_at) {
+  bool Start(const std::string& crash_at, const std::string& faults = "") {
     std::string port_file = flags_.dir + "/port";
     std::filesystem::remove(port_file);
     std::vector<std::string> args = {flags_.spoold,
@@ -389,13 +391,14 @@ class Spoold {
                                      "--data-dir=" + flags_.dir + "/data",
                                      "--port-file=" + port_file,
                                      "--durability=sync",
-                                     "--test-faults=unsynced-loss"};
+                                     "--test-faults=unsynced-loss" + faults};
     if (!flags_.mutation.empty()) args.push_back("--test-mutation=" + flags_.mutation);
     if (!crash_at.empty()) args.push_back("--test-crash-at=" + crash_at);
     Event start;
     start.set_type("start");
     start.set_worker(-1);
-    start.set_detail(crash_at.empty() ? "" : "--test-crash-at=" + crash_at);
+    start.set_detail((crash_at.empty() ? "" : "--test-crash-at=" + crash_at) +
+                     (faults.empty() ? "" : " --test-faults=unsynced-loss" + faults));
     start.set_invoke_us(NowUs());
     start.set_complete_us(start.invoke_us());
     history_->Record(start);
@@ -427,6 +430,7 @@ class Spoold {
     }
     if (port_ == 0) return Fail("spoold did not write its port file within 15 s");
     auto channel = Connect(port_);
+    channel_ = channel;
     auto health = grpc::health::v1::Health::NewStub(channel);
     while (NowUs() < until) {
       grpc::ClientContext ctx;
@@ -544,6 +548,60 @@ class Spoold {
   int port() const { return port_; }
   const std::string& error() const { return error_; }
 
+  // A spoold started with a storage fault: waits up to ms for health to say NOT_SERVING, then
+  // checks that a write fails with want (and is recorded, so the checker holds it to that) and
+  // that a read still works. Returns what went wrong, or "" (and sets *fired).
+  std::string CheckFault(grpc::StatusCode want, int64_t ms, bool* fired) {
+    *fired = false;
+    auto health = grpc::health::v1::Health::NewStub(channel_);
+    int64_t start = NowUs(), until = start + ms * 1000;
+    bool serving = true;
+    while (serving && NowUs() < until && !Exited()) {
+      grpc::ClientContext ctx;
+      Deadline(&ctx, 300);
+      grpc::health::v1::HealthCheckRequest req;
+      grpc::health::v1::HealthCheckResponse resp;
+      grpc::Status s = health->Check(&ctx, req, &resp);
+      serving = !s.ok() || resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+      if (serving) SleepMs(20);
+    }
+    if (serving) return "";  // the fault did not fire while it was up
+    *fired = true;
+    auto stub = v1::QueueService::NewStub(channel_);
+    Event e;
+    e.set_type("enqueue");
+    e.set_worker(-1);
+    e.set_queue(kQueue);
+    std::string uid = "f-" + std::to_string(next_probe_++);
+    e.add_uids(uid);
+    v1::EnqueueRequest req;
+    req.set_queue(kQueue);
+    req.add_messages()->set_payload(MakePayload(uid, 32, static_cast<uint64_t>(next_probe_)));
+    v1::EnqueueResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 3000);
+    int64_t t = NowUs();
+    grpc::Status s = stub->Enqueue(&ctx, req, &resp);
+    SetCall(&e, s, t);
+    history_->Record(e);
+    std::string problem;
+    if (s.error_code() != want) {
+      problem = std::string("after the fault an Enqueue returned ") + CodeName(s.error_code()) +
+                ", not " + CodeName(want);
+    }
+    v1::GetQueueRequest get;
+    get.set_name(kQueue);
+    v1::Queue q;
+    grpc::ClientContext ctx2;
+    Deadline(&ctx2, 3000);
+    grpc::Status r = stub->GetQueue(&ctx2, get, &q);
+    if (!r.ok()) {
+      problem += std::string(problem.empty() ? "" : "; ") + "after the fault GetQueue failed: " +
+                 r.error_message();
+    }
+    return problem;
+  }
+
   bool Fail(std::string error) {
     error_ = std::move(error);
     if (pid_ > 0) {
@@ -570,6 +628,8 @@ class Spoold {
   History* const history_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int next_probe_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
   bool configured_ = false;
   std::string error_;
 };
@@ -671,14 +731,29 @@ int Run(const Flags& flags) {
   Report report;
   int cycle = 0;
   std::unique_ptr<Load> load;
+  std::string fault;  // the storage fault of the spoold now running: "", "eio" or "enospc"
+  std::vector<std::string> fault_problems;
+  int faults_started = 0;
+  std::map<std::string, int> faults_fired;
   while (cycle < flags.cycles) {
     if (!load) load = std::make_unique<Load>(flags, spoold.port(), &history, rng());
     // One cycle: up for a random while, then killed (at random, or at a crash point it was
-    // started with).
+    // started with). With a storage fault, until the fault has shown and been checked.
     int64_t up = flags.uptime_min_ms +
                  static_cast<int64_t>(rng() % static_cast<uint64_t>(
                                                   flags.uptime_max_ms - flags.uptime_min_ms + 1));
-    if (!spoold.WaitExit(up)) spoold.Kill("kill -9 at a random moment");
+    if (!fault.empty()) {
+      bool fired = false;
+      std::string problem = spoold.CheckFault(
+          fault == "eio" ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::RESOURCE_EXHAUSTED,
+          up + 3000, &fired);
+      faults_fired[fault] += fired;
+      if (!problem.empty()) fault_problems.push_back(fault + ": " + problem);
+      if (!spoold.Exited()) spoold.Kill("kill -9 after a storage fault (" + fault + ")");
+    } else if (!spoold.WaitExit(up)) {
+      spoold.Kill("kill -9 at a random moment");
+    }
+    fault.clear();
     ++cycle;
     if (NowUs() > deadline) {
       std::fprintf(stderr, "spool-torture: time bound of %d s reached after %d cycles\n",
@@ -693,7 +768,16 @@ int Run(const Flags& flags) {
         static const char* const kPoints[] = {"before-write", "after-write", "mid-replies"};
         crash_at = std::string(kPoints[rng() % 3]) + ":" + std::to_string(1 + rng() % 300);
       }
-      bool started = spoold.Start(crash_at);
+      std::string faults;
+      if (crash_at.empty() &&
+          std::uniform_real_distribution<double>(0, 1)(rng) < flags.storage_fault_share) {
+        fault = faults_started++ % 2 == 0 ? "eio" : "enospc";
+        faults = fault == "eio"
+                     ? ",eio-on-wal-sync-after=" + std::to_string(20 + rng() % 300)
+                     : ",enospc-after-bytes=" + std::to_string(50'000 + rng() % 500'000);
+      }
+      bool started = spoold.Start(crash_at, faults);
+      if (!started) fault.clear();
       for (int attempt = 0; !started && spoold.error().empty() && attempt < 5; ++attempt) {
         started = spoold.Start("");
       }
@@ -723,6 +807,7 @@ int Run(const Flags& flags) {
     end.set_detail(drained ? "both queues empty" : "time bound reached");
     history.Record(end);
     report = Check(history.Snapshot(), CheckOptions());
+    for (const std::string& p : fault_problems) report.violations.push_back({"F1", p});
     std::printf("after %d cycles: %zu violations\n", cycle, report.violations.size());
     std::fflush(stdout);
     if (!report.ok()) break;
@@ -732,8 +817,15 @@ int Run(const Flags& flags) {
   if (load) load->Stop();
   int exit_status = spoold.Stop();
   std::printf("%s", report.Format().c_str());
-  std::printf("cycles: %d; history: %s/history.jsonl; spoold's last exit status: %d\n", cycle,
-              flags.dir.c_str(), exit_status);
+  std::printf("cycles: %d; storage faults that fired and were checked: EIO %d, ENOSPC %d; "
+              "history: %s/history.jsonl; spoold's last exit status: %d\n",
+              cycle, faults_fired["eio"], faults_fired["enospc"], flags.dir.c_str(),
+              exit_status);
+  if (flags.storage_fault_share > 0 && report.ok() &&
+      (faults_fired["eio"] == 0 || faults_fired["enospc"] == 0)) {
+    std::printf("storage faults were asked for, but not both kinds fired: run more cycles\n");
+    return 2;
+  }
   if (!flags.expect.empty()) {
     bool found = false;
     for (const Violation& v : report.violations) {
@@ -781,6 +873,12 @@ int main(int argc, char** argv) {
                  "Succeed only if the checker reports a violation of one of these rules (e.g. S1,L1)");
   app.add_option("--crash-point-share", flags.crash_point_share,
                  "Share of cycles that die at a named point of the commit path")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--storage-fault-share", flags.storage_fault_share,
+                 "Share of cycles whose spoold gets EIO on a log sync or a full disk (ENOSPC) "
+                 "at a random point; the harness checks writes fail with the right code, reads "
+                 "still work and health says NOT_SERVING, then kills and restarts it")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--uptime-min-ms", flags.uptime_min_ms)->check(CLI::Range(50, 600'000))
