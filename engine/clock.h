@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace spool::engine {
 
@@ -17,6 +18,9 @@ class Clock {
   virtual int64_t NowMillis() = 0;
   // Microseconds on a clock that never goes backwards; only differences mean anything.
   virtual int64_t SteadyMicros() = 0;
+  // Names the span over which SteadyMicros readings of different processes compare (for the
+  // system clock: this boot of the machine); empty when they never do.
+  virtual std::string SteadyEpoch() { return ""; }
 };
 
 // The process's real clocks (CLOCK_REALTIME and CLOCK_MONOTONIC).
@@ -28,6 +32,7 @@ class ManualClock final : public Clock {
   explicit ManualClock(int64_t start_millis = 1'700'000'000'000) : wall_ms_(start_millis) {}
   int64_t NowMillis() override { return wall_ms_.load(); }
   int64_t SteadyMicros() override { return steady_us_.load(); }
+  std::string SteadyEpoch() override { return "manual"; }
   void AdvanceMillis(int64_t ms) {
     wall_ms_ += ms;
     steady_us_ += ms * 1000;

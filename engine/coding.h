@@ -25,6 +25,8 @@ inline constexpr std::string_view kFormatVersionKey = "format_version";
 inline constexpr std::string_view kSecretKey = "secret";
 inline constexpr std::string_view kSeqReservedKey = "seq_reserved";
 inline constexpr std::string_view kNextQueueIdKey = "next_queue_id";
+// Not starting with "c" or "q": those prefixes hold counters and queue records.
+inline constexpr std::string_view kClockMarkKey = "wall_clock_mark";
 inline constexpr uint64_t kFormatVersion = 1;
 
 // "q" + queue_id: a QueueRecord.

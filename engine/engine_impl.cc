@@ -297,12 +297,26 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns the steady time (us) by which Tick wants to run again.
   int64_t TickInternal();
+  // The engine's time: the wall clock, but never earlier than a time already used. A wall
+  // clock set back would otherwise hide ready messages (a message's visible time is when it
+  // was enqueued); instead the engine's time stands still until the wall clock catches up.
+  int64_t NowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    last_now_ = std::max(last_now_, clock_->NowMillis());
+    return last_now_;
+  }
+  void CheckClockAtOpenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckClockLocked(int64_t now, int64_t steady) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteClockMarkLocked(int64_t now, int64_t steady) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BackgroundLoop();
 
   const Options options_;
   const std::shared_ptr<Clock> clock_;
   int lock_fd_ = -1;
   std::unique_ptr<rocksdb::Env> env_;  // the fault file system's, when TestHooks ask for it
+  // Wall and steady readings at the last tick and the last stored clock mark.
+  int64_t tick_wall_ ABSL_GUARDED_BY(mu_) = 0, tick_steady_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t mark_steady_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_now_ ABSL_GUARDED_BY(mu_) = 0;  // see NowLocked
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* messages_cf_ = nullptr;
@@ -407,7 +421,7 @@ absl::Status EngineImpl::OpenStore() {
   }
 
   absl::MutexLock lock(&mu_);
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   for (auto [key, target] :
        {std::pair{kNextQueueIdKey, &next_queue_id_}, std::pair{kSeqReservedKey, &seq_reserved_}}) {
     s = db_->Get({}, default_cf_, key, &value);
@@ -478,6 +492,7 @@ absl::Status EngineImpl::OpenStore() {
         continue;
       }
       MsgState m = FromRecord(r);
+      last_now_ = std::max(last_now_, m.enqueue_time);
       q->messages.emplace_hint(q->messages.end(), parts->seq, m);
       IndexAddLocked(*q, parts->seq, m);
       ++loaded;
@@ -510,6 +525,7 @@ absl::Status EngineImpl::OpenStore() {
       options_.durability == Durability::kSync &&
           options_.test.mutation != Mutation::kReplyBeforeFsync,
       options_.test.at_point);
+  CheckClockAtOpenLocked();
   Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
           orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",
           options_.durability == Durability::kSync ? "sync" : "async"));
@@ -694,7 +710,7 @@ absl::Status EngineImpl::SubmitAdminLocked(const std::string& name, const QueueC
     return absl::InvalidArgumentError(
         Cat("config.dead_letter_queue: queue \"", c.dead_letter_queue, "\" does not exist"));
   }
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   Queue* q = nullptr;
   bool write = true;
   std::optional<uint64_t> new_next_id;
@@ -748,7 +764,7 @@ absl::StatusOr<QueueInfo> EngineImpl::GetQueue(std::string_view name) {
   if (closed_) return Closing();
   auto q = FindLocked(name);
   if (!q.ok()) return q.status();
-  return InfoLocked(**q, clock_->NowMillis());
+  return InfoLocked(**q, NowLocked());
 }
 
 absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix, uint32_t page_size,
@@ -757,7 +773,7 @@ absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix,
   if (page_size == 0) page_size = Limits::kDefaultPageSize;
   absl::MutexLock lock(&mu_);
   if (closed_) return Closing();
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   ListQueuesResult result;
   auto it = page_token.empty() ? by_name_.lower_bound(prefix) : by_name_.upper_bound(page_token);
   if (!page_token.empty() && page_token < prefix) it = by_name_.lower_bound(prefix);
@@ -875,7 +891,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   if (!found.ok()) return found.status();
   Queue& q = **found;
   if (auto s = ValidateEnqueue(entries, q.config); !s.ok()) return s;
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
 
   // Decide which entries are new: a dedup_id seen within the window (or earlier in this
   // request) returns the first message's id.
@@ -1176,7 +1192,7 @@ void EngineImpl::AfterCommit(const absl::Status& s, const Activations& activate,
   Jobs jobs;
   {
     absl::MutexLock lock(&mu_);
-    int64_t now = clock_->NowMillis();
+    int64_t now = NowLocked();
     absl::flat_hash_set<uint64_t> touched(wake.begin(), wake.end());
     for (auto [queue_id, seq] : activate) {
       Queue* q = FindByIdLocked(queue_id);
@@ -1223,7 +1239,7 @@ absl::Status EngineImpl::LeaseLocked(const LeaseRequest& request,
   Queue& q = **found;
   uint32_t max = request.max_messages == 0 ? 1 : request.max_messages;
   int64_t visibility = request.visibility_timeout_ms.value_or(*q.config.visibility_timeout_ms);
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   *job = SelectLocked(q, max, visibility, now, done);
   if (!*job && request.wait_ms > 0 && num_waiters_ < options_.max_waiters) {
     auto w = std::make_shared<LeaseWait>();
@@ -1300,7 +1316,7 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
   if (!found.ok()) return found.status();
   Queue& q = **found;
   if (op == ReceiptOp::kExtend && duration_ms < 0) duration_ms = *q.config.visibility_timeout_ms;
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   std::vector<ReceiptOutcome> outcomes(receipts.size());
   std::vector<uint64_t> deleted;
   std::vector<std::pair<uint64_t, std::string>> updated;  // seq, new state record
@@ -1380,7 +1396,7 @@ absl::StatusOr<PeekResult> EngineImpl::Peek(std::string_view queue, uint32_t max
     if (!found.ok()) return found.status();
     Queue& q = **found;
     queue_id = q.id;
-    int64_t now = clock_->NowMillis();
+    int64_t now = NowLocked();
     auto it = start_after.empty() ? q.messages.begin()
                                   : q.messages.upper_bound(*ParseMessageId(start_after));
     uint64_t bytes = 0;
@@ -1456,7 +1472,7 @@ absl::Status EngineImpl::MoveMessagesLocked(const std::string& source,
   auto to = FindLocked(destination);
   if (!to.ok()) return to.status();
   if (max == 0) max = Limits::kDefaultPeek;
-  int64_t now = clock_->NowMillis();
+  int64_t now = NowLocked();
   std::vector<uint64_t> seqs;
   for (auto it = (*from)->index.begin();
        it != (*from)->index.end() && it->first <= now && seqs.size() < max; ++it) {
@@ -1519,6 +1535,83 @@ absl::Status EngineImpl::DeleteMessageLocked(const std::string& queue, const std
 // ---------------------------------------------------------------------------------------------
 // Background work
 
+// ---------------------------------------------------------------------------------------------
+// Wall-clock jumps. Lease deadlines, delays and retention are wall times (they must mean the
+// same after a restart), so a clock set back holds them longer by the jump and a clock set
+// forward ends them early. The engine cannot undo that; it notices and says so. A mark (wall
+// and steady readings, and the steady clock's epoch) is stored at open and once a minute; the
+// next open in the same epoch (boot) knows how much wall time should have passed.
+
+namespace {
+
+std::string Seconds(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(ms) / 1000);
+  return buf;
+}
+
+std::string JumpMessage(int64_t jump_ms, std::string_view when) {
+  return jump_ms < 0
+             ? Cat("the wall clock moved back by ", Seconds(-jump_ms), when,
+                   ": Spool's time stands still until the wall clock catches up, so lease "
+                   "deadlines, delays and retention end up to ",
+                   Seconds(-jump_ms), " later than set; ready messages stay ready; nothing is lost")
+             : Cat("the wall clock moved forward by ", Seconds(jump_ms), when,
+                   ": lease deadlines, delays and retention are wall times, so they end up to ",
+                   Seconds(jump_ms), " earlier than set (leased messages may be delivered "
+                   "again early); nothing is lost");
+}
+
+constexpr int64_t kJumpThresholdMs = 2'000;
+constexpr int64_t kMarkEveryUs = 60'000'000;
+
+}  // namespace
+
+void EngineImpl::CheckClockAtOpenLocked() {
+  int64_t now = clock_->NowMillis(), steady = clock_->SteadyMicros();
+  std::string value;
+  storage::ClockMark mark;
+  rocksdb::Status s = db_->Get({}, default_cf_, kClockMarkKey, &value);
+  if (s.ok() && mark.ParseFromString(value)) {
+    last_now_ = std::max(last_now_, mark.wall_ms());
+    std::string epoch = clock_->SteadyEpoch();
+    if (!epoch.empty() && mark.boot_id() == epoch && steady >= mark.steady_us()) {
+      int64_t jump = now - (mark.wall_ms() + (steady - mark.steady_us()) / 1000);
+      if (std::abs(jump) >= kJumpThresholdMs) {
+        Log(JumpMessage(jump, " since this store was last open"));
+      }
+    } else if (now < mark.wall_ms() - kJumpThresholdMs) {
+      Log(JumpMessage(now - mark.wall_ms(), " since this store was last open (or more)"));
+    }
+  }
+  tick_wall_ = now;
+  tick_steady_ = steady;
+  WriteClockMarkLocked(now, steady);
+}
+
+void EngineImpl::CheckClockLocked(int64_t now, int64_t steady) {
+  int64_t jump = (now - tick_wall_) - (steady - tick_steady_) / 1000;
+  tick_wall_ = now;
+  tick_steady_ = steady;
+  if (std::abs(jump) >= kJumpThresholdMs) {
+    Log(JumpMessage(jump, " while spoold was running"));
+    WriteClockMarkLocked(now, steady);
+  } else if (steady - mark_steady_ >= kMarkEveryUs) {
+    WriteClockMarkLocked(now, steady);
+  }
+}
+
+void EngineImpl::WriteClockMarkLocked(int64_t now, int64_t steady) {
+  mark_steady_ = steady;
+  storage::ClockMark mark;
+  mark.set_wall_ms(now);
+  mark.set_steady_us(steady);
+  mark.set_boot_id(clock_->SteadyEpoch());
+  std::string value = mark.SerializeAsString();
+  pipeline_->Submit([&](rocksdb::WriteBatch& b) { b.Put(default_cf_, kClockMarkKey, value); },
+                    [](const absl::Status&) {});
+}
+
 int64_t EngineImpl::TickInternal() {
   Jobs jobs;
   std::vector<std::shared_ptr<LeaseWait>> timed_out;
@@ -1527,7 +1620,8 @@ int64_t EngineImpl::TickInternal() {
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return next_due;
-    int64_t now = clock_->NowMillis();
+    CheckClockLocked(clock_->NowMillis(), steady);
+    int64_t now = NowLocked();
     for (auto& [id, qp] : queues_) {
       Queue& q = *qp;
       RefreshSplitLocked(q, now);

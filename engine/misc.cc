@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <utility>
 
 #include "engine/check.h"
@@ -24,6 +25,15 @@ class RealClock final : public Clock {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return int64_t{ts.tv_sec} * 1'000'000 + ts.tv_nsec / 1000;
+  }
+  // CLOCK_MONOTONIC counts from boot, so readings compare across processes of one boot.
+  std::string SteadyEpoch() override {
+    static const std::string boot_id = [] {
+      std::string id;
+      std::ifstream("/proc/sys/kernel/random/boot_id") >> id;
+      return id;
+    }();
+    return boot_id;
   }
 };
 

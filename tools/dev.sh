@@ -16,7 +16,7 @@ PACKAGES=(
   librocksdb-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libssl-dev libcli11-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf openssl
-  libclang-rt-14-dev
+  libclang-rt-14-dev faketime
 )
 # libclang-rt-14-dev above brings fuzzer/FuzzedDataProvider.h, which the ordinary build needs to
 # replay the fuzz corpus; the fuzzing itself (tools/dev.sh fuzz) also needs the compiler.

@@ -441,16 +441,23 @@ TEST_F(EngineTest, StatsSplit) {
   EXPECT_EQ(s.ready + s.leased + s.delayed, s.total);
 }
 
-TEST_F(EngineTest, StatsSurviveAWallClockStepBackwards) {
+// The engine's time never goes back: after a wall-clock step backwards an expired lease stays
+// expired and a ready message stays ready (and leasable); time stands still until the wall
+// clock catches up.
+TEST_F(EngineTest, AWallClockStepBackwardsLeavesReadyMessagesReady) {
   Create("jobs");
   Send("jobs", {"a"});
+  Send("jobs", {"b"}, 4'000);
   Take("jobs", 1, 5'000);
   Advance(6'000);
-  EXPECT_EQ(Stats("jobs").ready, 1u);
-  clock_->JumpWallMillis(-3'000);  // the lease deadline is in the future again
+  EXPECT_EQ(Stats("jobs").ready, 2u);
+  clock_->JumpWallMillis(-3'000);  // by the wall clock, the lease and delay are live again
+  engine_->Tick();
   QueueStats s = Stats("jobs");
-  EXPECT_EQ(s.ready, 0u);
-  EXPECT_EQ(s.leased, 1u);
+  EXPECT_EQ(s.ready, 2u);
+  EXPECT_EQ(s.leased, 0u);
+  EXPECT_EQ(s.ready + s.leased + s.delayed, s.total);
+  EXPECT_EQ(Take("jobs", 2).size(), 2u);
 }
 
 TEST_F(EngineTest, PeekListsInIdOrderWithStatesAndChangesNothing) {

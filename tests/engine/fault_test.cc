@@ -116,7 +116,9 @@ TEST_F(FaultTest, AsyncDurabilityLosesUnsyncedWritesOnPowerCut) {
 
 TEST_F(FaultTest, LeasesSurviveAPowerCut) {
   OpenWith("unsynced-loss");
-  Create("q", QueueConfig{.visibility_timeout_ms = 30'000});
+  QueueConfig config;
+  config.visibility_timeout_ms = 30'000;
+  Create("q", config);
   Send("q", {"a", "b"});
   auto leased = Take("q", 1);
   ASSERT_EQ(leased.size(), 1u);
@@ -177,6 +179,83 @@ TEST_F(FaultTest, FullDiskIsResourceExhaustedAndReadsKeepWorking) {
   CrashAndReopen();
   EXPECT_GE(Depth("q"), 1 + sent);
   EXPECT_EQ(Send("q", {"after"}).size(), 1u);
+}
+
+}  // namespace
+}  // namespace spool::engine
+
+namespace spool::engine {
+namespace {
+
+// Wall-clock jumps between runs and while running: logged, nothing lost, leases end by their
+// wall-time deadline (later by a jump back, earlier by a jump forward).
+class ClockJumpTest : public EngineFixture {
+ protected:
+  Options MakeOptions() override {
+    Options o = EngineFixture::MakeOptions();
+    o.log = [this](const std::string& line) { log_.push_back(line); };
+    return o;
+  }
+  bool Logged(const std::string& needle) {
+    for (const auto& line : log_) {
+      if (line.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::vector<std::string> log_;
+};
+
+TEST_F(ClockJumpTest, NoJumpNoWord) {
+  Create("q");
+  Advance(120'000);
+  Reopen();
+  EXPECT_FALSE(Logged("wall clock")) << log_.back();
+}
+
+TEST_F(ClockJumpTest, BackBetweenRunsIsLoggedAndHoldsLeasesByTheJump) {
+  QueueConfig config;
+  config.visibility_timeout_ms = 10'000;
+  Create("q", config);
+  Send("q", {"a", "b"});
+  auto leased = Take("q", 1);
+  ASSERT_EQ(leased.size(), 1u);
+  engine_.reset();
+  clock_->JumpWallMillis(-5'000);
+  Open();
+  EXPECT_TRUE(Logged("the wall clock moved back by 5.0 s since this store was last open"));
+  EXPECT_EQ(Stats("q").total, 2u);
+  Advance(10'001);  // the lease's length has passed, but its wall deadline has not
+  auto early = Take("q", 2);
+  ASSERT_EQ(early.size(), 1u);
+  EXPECT_NE(early[0].message_id, leased[0].message_id);
+  Advance(5'000);  // deadline plus the jump
+  auto back = Take("q", 2);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].message_id, leased[0].message_id);
+}
+
+TEST_F(ClockJumpTest, ForwardBetweenRunsIsLoggedAndEndsLeasesEarly) {
+  Create("q");
+  Send("q", {"a"});
+  ASSERT_EQ(Take("q", 1).size(), 1u);
+  engine_.reset();
+  clock_->JumpWallMillis(3'600'000);
+  Open();
+  EXPECT_TRUE(Logged("the wall clock moved forward by 3600.0 s since this store was last open"));
+  auto back = Take("q", 1);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].delivery_count, 2u);
+}
+
+TEST_F(ClockJumpTest, JumpWhileRunningIsLogged) {
+  Create("q");
+  Advance(1'000);
+  clock_->JumpWallMillis(-3'000);
+  engine_->Tick();
+  EXPECT_TRUE(Logged("the wall clock moved back by 3.0 s while spoold was running"));
+  log_.clear();
+  Advance(1'000);
+  EXPECT_FALSE(Logged("wall clock"));
 }
 
 }  // namespace

@@ -64,13 +64,13 @@ class Simulation {
 
   void Run(int ops) {
     Open();
-    Must(CreateQueueSync(*engine_, "dlq", QueueConfig{.visibility_timeout_ms = kVisibility}),
-         "create dlq");
-    Must(CreateQueueSync(*engine_, "q",
-                         QueueConfig{.visibility_timeout_ms = kVisibility,
-                                     .max_deliveries = kMaxDeliveries,
-                                     .dead_letter_queue = "dlq"}),
-         "create q");
+    QueueConfig dlq;
+    dlq.visibility_timeout_ms = kVisibility;
+    Must(CreateQueueSync(*engine_, "dlq", dlq), "create dlq");
+    QueueConfig q = dlq;
+    q.max_deliveries = kMaxDeliveries;
+    q.dead_letter_queue = "dlq";
+    Must(CreateQueueSync(*engine_, "q", q), "create q");
     for (step_ = 0; step_ < ops; ++step_) {
       int r = static_cast<int>(rng_() % 100);
       if (r < 25) {
@@ -115,7 +115,9 @@ class Simulation {
   }
 
   void Open() {
-    faults_ = std::make_shared<FaultController>(FaultSpec{.unsynced_loss = true});
+    FaultSpec spec;
+    spec.unsynced_loss = true;
+    faults_ = std::make_shared<FaultController>(spec);
     Options o;
     o.data_dir = dir_.path();
     o.durability = Durability::kSync;

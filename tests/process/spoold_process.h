@@ -27,6 +27,15 @@ class SpooldProcess {
  public:
   SpooldProcess(std::string data_dir, std::vector<std::string> extra = {})
       : data_dir_(std::move(data_dir)), extra_(std::move(extra)) {}
+
+  // The next Start runs this spoold binary under this command (e.g. faketime) with these
+  // variables set.
+  void RunUnder(std::string binary, std::vector<std::string> prefix,
+                std::vector<std::pair<std::string, std::string>> env) {
+    binary_ = std::move(binary);
+    prefix_ = std::move(prefix);
+    env_ = std::move(env);
+  }
   ~SpooldProcess() {
     if (pid_ > 0) Kill9();
   }
@@ -37,10 +46,11 @@ class SpooldProcess {
     std::filesystem::remove(port_file_);
     log_file_ = data_dir_ + ".log";
     std::vector<std::string> args = {
-        BinDir() + "/spoold", "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
+        binary_.empty() ? BinDir() + "/spoold" : binary_, "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
         "--port-file",        port_file_};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    pid_ = Spawn(args, log_file_);
+    args.insert(args.begin(), prefix_.begin(), prefix_.end());
+    pid_ = Spawn(args, log_file_, env_);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       if (std::filesystem::exists(port_file_)) {
@@ -104,9 +114,11 @@ class SpooldProcess {
   }
 
  private:
-  static pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  static pid_t Spawn(const std::vector<std::string>& args, const std::string& log,
+                     const std::vector<std::pair<std::string, std::string>>& env = {}) {
     pid_t pid = fork();
     if (pid == 0) {
+      for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(fd, 1);
       dup2(fd, 2);
@@ -121,6 +133,9 @@ class SpooldProcess {
 
   std::string data_dir_;
   std::vector<std::string> extra_;
+  std::string binary_;
+  std::vector<std::string> prefix_;
+  std::vector<std::pair<std::string, std::string>> env_;
   std::string port_file_, log_file_;
   pid_t pid_ = -1;
   int port_ = 0;
