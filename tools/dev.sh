@@ -7,6 +7,9 @@
 #   tools/dev.sh fuzz [SECONDS]       each libFuzzer target for SECONDS (60) on a copy of its
 #                                     corpus (clang, build-fuzz/); new crashes are left in
 #                                     build-fuzz/found/ to be added to tests/fuzz/corpus/
+#   tools/dev.sh torture [CYCLES]     crash torture, long mode: CYCLES (500) kill -9 cycles with
+#                                     storage faults and the history checker (README
+#                                     "Reliability"); CI runs the short mode (ctest -L torture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,8 +92,13 @@ case "${1:-}" in
       exit 1
     fi
     ;;
+  torture)
+    cycles="${2:-500}"
+    setup; build
+    exec build/bin/spool-torture --cycles "$cycles" --storage-fault-share 0.1 --max-seconds 7200
+    ;;
   *)
-    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | sanitize | fuzz [SECONDS] | setup | build" >&2
+    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | sanitize | fuzz [SECONDS] | torture [CYCLES] | setup | build" >&2
     exit 2
     ;;
 esac
