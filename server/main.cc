@@ -63,6 +63,19 @@ int main(int argc, char** argv) {
                  "Close connections that have not completed their handshake by then")
       ->check(CLI::Range(int64_t{100}, int64_t{600'000}))
       ->capture_default_str();
+  app.add_option("--keepalive-time-ms", options.keepalive_time_ms,
+                 "Ping a connection idle this long, so long polls survive NATs and proxies")
+      ->check(CLI::Range(int64_t{1'000}, int64_t{7'200'000}))
+      ->capture_default_str();
+  app.add_option("--keepalive-timeout-ms", options.keepalive_timeout_ms,
+                 "Drop a connection whose keepalive ping is not answered within this")
+      ->check(CLI::Range(int64_t{1'000}, int64_t{600'000}))
+      ->capture_default_str();
+  app.add_option("--min-client-ping-interval-ms", options.min_client_ping_interval_ms,
+                 "Clients may ping at most this often; faster pingers are disconnected "
+                 "(too_many_pings)")
+      ->check(CLI::Range(int64_t{1'000}, int64_t{3'600'000}))
+      ->capture_default_str();
   app.add_option("--auth-file", options.auth_file,
                  "Tokens and what they may do (README \"Access control\"); without it, any "
                  "client may do anything");

@@ -31,6 +31,14 @@ struct ServerOptions {
   // milliseconds is closed, so silent or half-open connections cannot pile up. Range
   // 100 .. 600,000. Default: 10,000.
   int64_t handshake_timeout_ms = 10'000;
+  // Keepalive: the server pings a connection idle this long (so long polls over NATs and
+  // proxies stay up) and drops it if the ping is not answered within the timeout. Ranges
+  // 1,000 .. 7,200,000 and 1,000 .. 600,000. Defaults: 60,000 and 20,000.
+  int64_t keepalive_time_ms = 60'000;
+  int64_t keepalive_timeout_ms = 20'000;
+  // Clients may ping (even with no call open) at most this often; a client pinging more often
+  // is told "too_many_pings" and disconnected. Range 1,000 .. 3,600,000. Default: 10,000.
+  int64_t min_client_ping_interval_ms = 10'000;
   // Token file (auth.h); empty: no tokens, every caller may do everything. Default: empty.
   std::string auth_file;
   // PEM files. With cert and key, spoold speaks TLS only; with client_ca too, clients must

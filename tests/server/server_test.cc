@@ -219,6 +219,28 @@ TEST_F(ServerTest, WaitEndsEmptyBeforeTheClientDeadline) {
   EXPECT_EQ(spool::testing::Lease(*stub_, "jobs", 1).messages_size(), 1);
 }
 
+// The exact case: a 5 s deadline and a 20 s wait.
+TEST_F(ServerTest, FiveSecondDeadlineTwentySecondWaitEndsEmptyJustBefore) {
+  ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "jobs").ok());
+  grpc::ClientContext ctx;
+  spool::testing::SetDeadline(&ctx, 5000ms);
+  v1::LeaseRequest req;
+  req.set_queue("jobs");
+  *req.mutable_wait_time() = Seconds(20);
+  v1::LeaseResponse resp;
+  auto start = Clock::now();
+  grpc::Status s = stub_->Lease(&ctx, req, &resp);
+  auto took = Clock::now() - start;
+  EXPECT_TRUE(s.ok()) << "not DEADLINE_EXCEEDED: " << s.error_message();
+  EXPECT_EQ(resp.messages_size(), 0);
+  EXPECT_LT(took, 5000ms);
+  EXPECT_GT(took, 4500ms);
+  spool::testing::Enqueue(*stub_, "jobs", {"x"});
+  auto after = spool::testing::Lease(*stub_, "jobs", 1);
+  ASSERT_EQ(after.messages_size(), 1);
+  EXPECT_EQ(after.messages(0).delivery_count(), 1u) << "the ended wait leased it";
+}
+
 TEST_F(ServerTest, CancelledWaitLeasesNothing) {
   ASSERT_TRUE(spool::testing::CreateQueue(*stub_, "jobs").ok());
   grpc::ClientContext ctx;
