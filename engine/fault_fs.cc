@@ -113,8 +113,7 @@ class FaultFile final : public rocksdb::FSWritableFileOwnerWrapper {
                               rocksdb::IODebugContext*) override {
     return rocksdb::IOStatus::OK();  // a hint; Sync is what makes bytes durable
   }
-  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
-                         rocksdb::IODebugContext* dbg) override {
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
     return DoSync(options, dbg, /*full=*/false);
   }
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,

@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   if (!test_faults.empty()) {
     auto spec = spool::engine::ParseFaultSpec(test_faults);
     if (!spec.ok()) {
-      std::fprintf(stderr, "spoold: --test-faults: %s\n", std::string(spec.status().message()).c_str());
+      std::fprintf(stderr, "spoold: --test-faults: %s\n",
+                   std::string(spec.status().message()).c_str());
       return 2;
     }
     options.engine.test.faults = std::make_shared<spool::engine::FaultController>(*spec);

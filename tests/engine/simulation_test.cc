@@ -376,11 +376,12 @@ int main(int argc, char** argv) {
         } catch (const Failure& f) {
           std::lock_guard<std::mutex> lock(mu);
           if (failed.exchange(true)) return;
-          std::printf("seed %llu FAILED at %s\nreproduce: engine_simulation --seed %llu --ops %d%s%s "
-                      "--verbose\n",
-                      static_cast<unsigned long long>(seed), f.what(),
-                      static_cast<unsigned long long>(seed), ops,
-                      mutation_name.empty() ? "" : " --mutation ", mutation_name.c_str());
+          std::printf(
+              "seed %llu FAILED at %s\nreproduce: engine_simulation --seed %llu --ops %d%s%s "
+              "--verbose\n",
+              static_cast<unsigned long long>(seed), f.what(),
+              static_cast<unsigned long long>(seed), ops,
+              mutation_name.empty() ? "" : " --mutation ", mutation_name.c_str());
         }
       }
     });

@@ -20,9 +20,8 @@ using spool::testing::SpooldProcess;
 constexpr char kLibFaketime[] = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 std::vector<std::pair<std::string, std::string>> Faketime(const std::string& offset) {
-  return {{"LD_PRELOAD", kLibFaketime},
-          {"FAKETIME", offset},
-          {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}};
+  return {
+      {"LD_PRELOAD", kLibFaketime}, {"FAKETIME", offset}, {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}};
 }
 
 // spoold with glibc's malloc: libfaketime deadlocks with jemalloc (server/CMakeLists.txt).
@@ -67,8 +66,8 @@ TEST(ClockJumpProcessTest, RestartsUnderAClockMovedBackThenForward) {
       returned.insert(m.message_id());
     }
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - leased_at)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - leased_at).count();
   EXPECT_EQ(returned, held);
   EXPECT_GE(seconds, 3.0) << "a lease ended before its deadline";
   EXPECT_LE(seconds, 3.0 + 5.0 + 1.5) << "a lease outlived its deadline plus the jump";

@@ -80,9 +80,9 @@ TEST(CorruptionTest, FlippedBytesInTheMiddleOfTheLogRefuseToStart) {
   WriteFile(log, damaged);
 
   std::string out = dir.path() + "/refused.log";
-  int code = SpooldProcess::Run({spool::testing::BinDir() + "/spoold", "--listen",
-                                 "127.0.0.1:0", "--data-dir", data},
-                                out, 30s);
+  int code = SpooldProcess::Run(
+      {spool::testing::BinDir() + "/spoold", "--listen", "127.0.0.1:0", "--data-dir", data}, out,
+      30s);
   std::string said = ReadFile(out);
   EXPECT_EQ(code, 1) << said;
   EXPECT_NE(said.find("is damaged and opening it would lose data"), std::string::npos) << said;

@@ -67,8 +67,7 @@ class HistoryBuilder {
   }
   // type: ack, nack, extend; result: OK, LEASE_LOST, or "" with call outcome unknown.
   HistoryBuilder& Use(const std::string& type, int64_t t0, int64_t t1, D d,
-                      const std::string& result, int64_t ms = 0,
-                      const std::string& queue = kQ) {
+                      const std::string& result, int64_t ms = 0, const std::string& queue = kQ) {
     Event& e = Add(type, t0, t1, result.empty() ? "unknown" : "ok");
     e.set_queue(queue);
     if (type == "nack") e.set_delay_ms(ms);
@@ -303,13 +302,17 @@ TEST(CheckerTest, S9LastDeliveryUnackedMustReachTheDeadLetterQueue) {
 
 TEST(CheckerTest, L1UnackedMessageMustComeBack) {
   HistoryBuilder late;
-  late.Enqueue("a", 0).Lease(10, 11, 1000, {{"a", 1}}).LoadStop(500).Lease(
-      3000, 3001, 1000, {{"a", 2}});
+  late.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .LoadStop(500)
+      .Lease(3000, 3001, 1000, {{"a", 2}});
   late.Use("ack", 3010, 3011, {"a", 2}, "OK").DrainEnd(3100);
   EXPECT_EQ(late.Rules(), Rules{"L1"});
   HistoryBuilder in_time;
-  in_time.Enqueue("a", 0).Lease(10, 11, 1000, {{"a", 1}}).LoadStop(500).Lease(
-      1020, 1030, 1000, {{"a", 2}});
+  in_time.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .LoadStop(500)
+      .Lease(1020, 1030, 1000, {{"a", 2}});
   in_time.Use("ack", 1040, 1041, {"a", 2}, "OK").DrainEnd(1100);
   EXPECT_EQ(in_time.Rules(), Rules{});
   // Restart downtime extends the allowance.

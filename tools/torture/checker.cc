@@ -50,11 +50,11 @@ class Checker {
 
   Report Run() {
     Index();
-    CheckPayloads();   // S1 S2 S3
-    CheckLeases();     // S4 S7
-    CheckReceipts();   // S5 S6 S8
+    CheckPayloads();     // S1 S2 S3
+    CheckLeases();       // S4 S7
+    CheckReceipts();     // S5 S6 S8
     CheckDeadLetters();  // S9
-    CheckLiveness();   // L1 L2
+    CheckLiveness();     // L1 L2
     Figures();
     return std::move(r_);
   }
@@ -118,9 +118,9 @@ class Checker {
             slot = outcome;
           }
         }
-        (outcome == kOk ? r_.enqueued_ok
-                        : outcome == kFail ? r_.enqueued_failed : r_.enqueued_unknown) +=
-            e.uids_size();
+        (outcome == kOk     ? r_.enqueued_ok
+         : outcome == kFail ? r_.enqueued_failed
+                            : r_.enqueued_unknown) += e.uids_size();
       } else if (t == "lease") {
         if (outcome == kUnknown) unknown_leases_[e.queue()].push_back(&e);
         if (outcome != kOk) continue;
@@ -141,8 +141,8 @@ class Checker {
         for (const ReceiptResult& rr : e.receipts()) {
           uses_[{e.queue(), rr.uid(), rr.delivery_count()}].push_back(
               {&e, outcome == kOk ? rr.outcome() : ""});
-          if (outcome == kFail) uses_[{e.queue(), rr.uid(), rr.delivery_count()}].back().outcome =
-              "FAILED";
+          if (outcome == kFail)
+            uses_[{e.queue(), rr.uid(), rr.delivery_count()}].back().outcome = "FAILED";
         }
       }
     }
@@ -207,10 +207,9 @@ class Checker {
         }
         int64_t until = ValidUntil(queue, uid, a);
         if (!ended && b.complete() < until - o_.slack_us) {
-          Add("S4", "message " + uid + " in " + queue + ": delivery " +
-                        std::to_string(b.count) + " came " + Ms(until - b.complete()) +
-                        " before the lease of delivery " + std::to_string(a.count) +
-                        " could end");
+          Add("S4", "message " + uid + " in " + queue + ": delivery " + std::to_string(b.count) +
+                        " came " + Ms(until - b.complete()) + " before the lease of delivery " +
+                        std::to_string(a.count) + " could end");
         }
       }
       for (size_t i = 0; i < ds.size(); ++i) {
@@ -288,9 +287,8 @@ class Checker {
           for (const Deliv& d : ds) {
             if (d.count > count && d.complete() > c.invoke_us() &&
                 d.complete() < visible - o_.slack_us) {
-              Add("S8", "message " + uid + " nacked with delay " +
-                            std::to_string(c.delay_ms()) + " ms came back " +
-                            Ms(visible - d.complete()) + " early");
+              Add("S8", "message " + uid + " nacked with delay " + std::to_string(c.delay_ms()) +
+                            " ms came back " + Ms(visible - d.complete()) + " early");
             }
           }
         }
@@ -382,8 +380,8 @@ class Checker {
         // Already dead-lettered (after a delivery whose reply was lost): the dead-letter
         // queue's own deliveries are judged on their own.
         if (queue == o_.queue && deliveries_.contains({dlq_, uid})) continue;
-        int64_t due = std::max(VisibleAgain(queue, uid, *last).second, restart) +
-                      o_.liveness_grace_us;
+        int64_t due =
+            std::max(VisibleAgain(queue, uid, *last).second, restart) + o_.liveness_grace_us;
         bool to_dlq = queue == o_.queue && max_deliveries_ > 0 && last->count >= max_deliveries_;
         const std::vector<Deliv>* next = nullptr;
         if (to_dlq) {
@@ -420,8 +418,8 @@ class Checker {
           first = std::min(first, e.complete_us());
         }
       }
-      if (first != INT64_MAX) r_.max_restart_to_lease_us = std::max(r_.max_restart_to_lease_us,
-                                                                    first - at);
+      if (first != INT64_MAX)
+        r_.max_restart_to_lease_us = std::max(r_.max_restart_to_lease_us, first - at);
       if (first > at + o_.liveness_grace_us && next_crash > at + o_.liveness_grace_us) {
         Add("L2", "after the restart at " + Ms(at) + " with " +
                       std::to_string(r->ready_messages()) +
@@ -502,21 +500,21 @@ std::string Report::Format(size_t per_rule) const {
       for (size_t i = 0; i < vs.size() && i < per_rule; ++i) {
         out << "  " << rule << ": " << vs[i]->detail << "\n";
       }
-      if (vs.size() > per_rule) out << "  " << rule << ": ... " << vs.size() - per_rule
-                                    << " more\n";
+      if (vs.size() > per_rule)
+        out << "  " << rule << ": ... " << vs.size() - per_rule << " more\n";
     }
   }
   out << "enqueued: " << enqueued_ok << " ok, " << enqueued_failed << " failed, "
       << enqueued_unknown << " unknown; deliveries: " << deliveries << " ("
       << dead_letter_deliveries << " from the dead-letter queue); crashes: " << crashes
-      << "; unknown calls made while spoold was down (counted as failed): "
-      << unknown_made_failed << "\n";
+      << "; unknown calls made while spoold was down (counted as failed): " << unknown_made_failed
+      << "\n";
   out << "redeliveries by cause:";
   if (redeliveries_by_cause.empty()) out << " none";
   for (const auto& [cause, n] : redeliveries_by_cause) out << " [" << cause << ": " << n << "]";
   out << "\nredelivery delay after becoming visible again:";
-  for (const auto& [bucket, n] : redelivery_delay_ms) out << " [" << bucket.substr(3) << ": "
-                                                          << n << "]";
+  for (const auto& [bucket, n] : redelivery_delay_ms)
+    out << " [" << bucket.substr(3) << ": " << n << "]";
   out << "\nworst restart-to-first-lease: " << Ms(max_restart_to_lease_us) << "\n";
   return out.str();
 }

@@ -91,12 +91,23 @@ const char* Classify(const grpc::Status& s) {
 }
 
 const char* CodeName(grpc::StatusCode c) {
-  static const char* const kNames[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   int i = static_cast<int>(c);
   return i >= 0 && i <= 16 ? kNames[i] : "?";
 }
@@ -153,6 +164,11 @@ std::shared_ptr<grpc::Channel> Connect(int port) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
                                    grpc::InsecureChannelCredentials(), args);
+}
+
+void SetMillis(google::protobuf::Duration* d, int64_t ms) {
+  d->set_seconds(ms / 1000);
+  d->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
 }
 
 void Deadline(grpc::ClientContext* ctx, int64_t ms) {
@@ -217,10 +233,8 @@ class Worker {
     v1::LeaseRequest req;
     req.set_queue(queue);
     req.set_max_messages(max);
-    req.mutable_visibility_timeout()->set_seconds(visibility_ms / 1000);
-    req.mutable_visibility_timeout()->set_nanos(static_cast<int32_t>(visibility_ms % 1000) *
-                                                1'000'000);
-    req.mutable_wait_time()->set_nanos(static_cast<int32_t>(wait_ms) * 1'000'000);
+    SetMillis(req.mutable_visibility_timeout(), visibility_ms);
+    SetMillis(req.mutable_wait_time(), wait_ms);
     v1::LeaseResponse resp;
     grpc::ClientContext ctx;
     Deadline(&ctx, 3000);
@@ -262,32 +276,17 @@ class Worker {
     int64_t t = NowUs();
     grpc::Status s;
     if (type == "ack") {
-      v1::AckRequest req;
-      req.set_queue(queue);
-      for (const Held& h : leases) req.add_receipts(h.receipt);
-      v1::AckResponse resp;
-      s = stub_->Ack(&ctx, req, &resp);
-      results = resp.results();
+      s = WithReceipts(&v1::QueueService::Stub::Ack, &ctx, v1::AckRequest(), leases, &results);
     } else if (type == "nack") {
       v1::NackRequest req;
-      req.set_queue(queue);
-      for (const Held& h : leases) req.add_receipts(h.receipt);
-      req.mutable_delay()->set_seconds(ms / 1000);
-      req.mutable_delay()->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+      SetMillis(req.mutable_delay(), ms);
       e.set_delay_ms(ms);
-      v1::NackResponse resp;
-      s = stub_->Nack(&ctx, req, &resp);
-      results = resp.results();
+      s = WithReceipts(&v1::QueueService::Stub::Nack, &ctx, req, leases, &results);
     } else {
       v1::ExtendLeaseRequest req;
-      req.set_queue(queue);
-      for (const Held& h : leases) req.add_receipts(h.receipt);
-      req.mutable_visibility_timeout()->set_seconds(ms / 1000);
-      req.mutable_visibility_timeout()->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+      SetMillis(req.mutable_visibility_timeout(), ms);
       e.set_visibility_ms(ms);
-      v1::ExtendLeaseResponse resp;
-      s = stub_->ExtendLease(&ctx, req, &resp);
-      results = resp.results();
+      s = WithReceipts(&v1::QueueService::Stub::ExtendLease, &ctx, req, leases, &results);
     }
     SetCall(&e, s, t);
     Observe(s);
@@ -300,6 +299,20 @@ class Worker {
       }
     }
     history_->Record(std::move(e));
+  }
+
+  // Ack, Nack or ExtendLease (method) of the leases' receipts, with req's other fields.
+  template <typename Req, typename Resp>
+  grpc::Status WithReceipts(grpc::Status (v1::QueueService::Stub::*method)(grpc::ClientContext*,
+                                                                           const Req&, Resp*),
+                            grpc::ClientContext* ctx, Req req, const std::vector<Held>& leases,
+                            google::protobuf::RepeatedPtrField<v1::ReceiptOutcome>* results) {
+    req.set_queue(leases[0].queue);
+    for (const Held& h : leases) req.add_receipts(h.receipt);
+    Resp resp;
+    grpc::Status s = (stub_.get()->*method)(ctx, req, &resp);
+    *results = resp.results();
+    return s;
   }
 
   // One round of a consumer of the main queue: lease, then for each message do what workers
@@ -596,8 +609,8 @@ class Spoold {
     Deadline(&ctx2, 3000);
     grpc::Status r = stub->GetQueue(&ctx2, get, &q);
     if (!r.ok()) {
-      problem += std::string(problem.empty() ? "" : "; ") + "after the fault GetQueue failed: " +
-                 r.error_message();
+      problem += std::string(problem.empty() ? "" : "; ") +
+                 "after the fault GetQueue failed: " + r.error_message();
     }
     return problem;
   }
@@ -740,8 +753,8 @@ int Run(const Flags& flags) {
     // One cycle: up for a random while, then killed (at random, or at a crash point it was
     // started with). With a storage fault, until the fault has shown and been checked.
     int64_t up = flags.uptime_min_ms +
-                 static_cast<int64_t>(rng() % static_cast<uint64_t>(
-                                                  flags.uptime_max_ms - flags.uptime_min_ms + 1));
+                 static_cast<int64_t>(
+                     rng() % static_cast<uint64_t>(flags.uptime_max_ms - flags.uptime_min_ms + 1));
     if (!fault.empty()) {
       bool fired = false;
       std::string problem = spoold.CheckFault(
@@ -772,9 +785,8 @@ int Run(const Flags& flags) {
       if (crash_at.empty() &&
           std::uniform_real_distribution<double>(0, 1)(rng) < flags.storage_fault_share) {
         fault = faults_started++ % 2 == 0 ? "eio" : "enospc";
-        faults = fault == "eio"
-                     ? ",eio-on-wal-sync-after=" + std::to_string(20 + rng() % 300)
-                     : ",enospc-after-bytes=" + std::to_string(50'000 + rng() % 500'000);
+        faults = fault == "eio" ? ",eio-on-wal-sync-after=" + std::to_string(20 + rng() % 300)
+                                : ",enospc-after-bytes=" + std::to_string(50'000 + rng() % 500'000);
       }
       bool started = spoold.Start(crash_at, faults);
       if (!started) fault.clear();
@@ -817,10 +829,10 @@ int Run(const Flags& flags) {
   if (load) load->Stop();
   int exit_status = spoold.Stop();
   std::printf("%s", report.Format().c_str());
-  std::printf("cycles: %d; storage faults that fired and were checked: EIO %d, ENOSPC %d; "
-              "history: %s/history.jsonl; spoold's last exit status: %d\n",
-              cycle, faults_fired["eio"], faults_fired["enospc"], flags.dir.c_str(),
-              exit_status);
+  std::printf(
+      "cycles: %d; storage faults that fired and were checked: EIO %d, ENOSPC %d; "
+      "history: %s/history.jsonl; spoold's last exit status: %d\n",
+      cycle, faults_fired["eio"], faults_fired["enospc"], flags.dir.c_str(), exit_status);
   if (flags.storage_fault_share > 0 && report.ok() &&
       (faults_fired["eio"] == 0 || faults_fired["enospc"] == 0)) {
     std::printf("storage faults were asked for, but not both kinds fired: run more cycles\n");
@@ -856,9 +868,11 @@ int main(int argc, char** argv) {
       "  spool-torture --cycles 500                         # long mode\n"
       "  spool-torture --mutation reply-before-fsync --check-every 5 --expect S1");
   app.add_option("--spoold", flags.spoold, "spoold binary (default: next to this one)");
-  app.add_option("--dir", flags.dir, "Work directory: data, spoold.log, history.jsonl "
-                                     "(default: a new one under /tmp)");
-  app.add_option("--cycles", flags.cycles, "Kill cycles")->check(CLI::Range(1, 100'000))
+  app.add_option("--dir", flags.dir,
+                 "Work directory: data, spoold.log, history.jsonl "
+                 "(default: a new one under /tmp)");
+  app.add_option("--cycles", flags.cycles, "Kill cycles")
+      ->check(CLI::Range(1, 100'000))
       ->capture_default_str();
   app.add_option("--check-every", flags.check_every,
                  "Stop the load, drain and check every N cycles; stop at the first violation "
@@ -869,8 +883,9 @@ int main(int argc, char** argv) {
   app.add_option("--consumers", flags.consumers)->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--mutation", flags.mutation,
                  "Run spoold with this deliberate bug (spoold --test-mutation)");
-  app.add_option("--expect", flags.expect,
-                 "Succeed only if the checker reports a violation of one of these rules (e.g. S1,L1)");
+  app.add_option(
+      "--expect", flags.expect,
+      "Succeed only if the checker reports a violation of one of these rules (e.g. S1,L1)");
   app.add_option("--crash-point-share", flags.crash_point_share,
                  "Share of cycles that die at a named point of the commit path")
       ->check(CLI::Range(0.0, 1.0))
@@ -881,9 +896,11 @@ int main(int argc, char** argv) {
                  "still work and health says NOT_SERVING, then kills and restarts it")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--uptime-min-ms", flags.uptime_min_ms)->check(CLI::Range(50, 600'000))
+  app.add_option("--uptime-min-ms", flags.uptime_min_ms)
+      ->check(CLI::Range(50, 600'000))
       ->capture_default_str();
-  app.add_option("--uptime-max-ms", flags.uptime_max_ms)->check(CLI::Range(50, 600'000))
+  app.add_option("--uptime-max-ms", flags.uptime_max_ms)
+      ->check(CLI::Range(50, 600'000))
       ->capture_default_str();
   app.add_option("--max-seconds", flags.max_seconds, "Give up (exit 2) after this long")
       ->check(CLI::Range(10, 86'400))
