@@ -24,8 +24,8 @@
 #include "engine/check.h"
 #include "engine/coding.h"
 #include "engine/commit_pipeline.h"
-#include "engine/fault_fs.h"
 #include "engine/engine.h"
+#include "engine/fault_fs.h"
 #include "engine/receipt.h"
 #include "engine/storage.pb.h"
 #include "engine/store.h"
@@ -520,11 +520,11 @@ absl::Status EngineImpl::OpenStore() {
       std::sort(q->dedup_order.begin(), q->dedup_order.end());
     }
   }
-  pipeline_ = std::make_unique<CommitPipeline>(
-      db_.get(),
-      options_.durability == Durability::kSync &&
-          options_.test.mutation != Mutation::kReplyBeforeFsync,
-      options_.test.at_point);
+  pipeline_ =
+      std::make_unique<CommitPipeline>(db_.get(),
+                                       options_.durability == Durability::kSync &&
+                                           options_.test.mutation != Mutation::kReplyBeforeFsync,
+                                       options_.test.at_point);
   CheckClockAtOpenLocked();
   Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
           orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",
@@ -567,8 +567,8 @@ void EngineImpl::Close() {
   bool power_off = options_.test.faults && options_.test.faults->crashed();
   if (db_) {
     // A clean stop flushes the memtables, so the next open need not replay the log.
-    rocksdb::Status s = power_off ? rocksdb::Status::OK()
-                                  : db_->Flush(rocksdb::FlushOptions(), handles_);
+    rocksdb::Status s =
+        power_off ? rocksdb::Status::OK() : db_->Flush(rocksdb::FlushOptions(), handles_);
     if (!s.ok()) {
       Log(Cat("flush at close failed (the log will be replayed at the next open): ", s.ToString()));
     }
@@ -1110,9 +1110,9 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     ++m.delivery_count;
     ++m.lease_gen;
     m.leased = true;
-    m.visible_at = now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline
-                              ? visibility_ms / 4
-                              : visibility_ms);
+    m.visible_at =
+        now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? visibility_ms / 4
+                                                                         : visibility_ms);
     IndexAddLocked(q, seq, m);
     states[k] = ToRecord(m).SerializeAsString();
     LeasedMessage& out = job->messages[k];
@@ -1558,7 +1558,8 @@ std::string JumpMessage(int64_t jump_ms, std::string_view when) {
                    Seconds(-jump_ms), " later than set; ready messages stay ready; nothing is lost")
              : Cat("the wall clock moved forward by ", Seconds(jump_ms), when,
                    ": lease deadlines, delays and retention are wall times, so they end up to ",
-                   Seconds(jump_ms), " earlier than set (leased messages may be delivered "
+                   Seconds(jump_ms),
+                   " earlier than set (leased messages may be delivered "
                    "again early); nothing is lost");
 }
 

@@ -45,9 +45,13 @@ class SpooldProcess {
     port_file_ = data_dir_ + ".port";
     std::filesystem::remove(port_file_);
     log_file_ = data_dir_ + ".log";
-    std::vector<std::string> args = {
-        binary_.empty() ? BinDir() + "/spoold" : binary_, "--listen", "127.0.0.1:0", "--data-dir", data_dir_,
-        "--port-file",        port_file_};
+    std::vector<std::string> args = {binary_.empty() ? BinDir() + "/spoold" : binary_,
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--data-dir",
+                                     data_dir_,
+                                     "--port-file",
+                                     port_file_};
     args.insert(args.end(), extra_.begin(), extra_.end());
     args.insert(args.begin(), prefix_.begin(), prefix_.end());
     pid_ = Spawn(args, log_file_, env_);

@@ -30,6 +30,7 @@
 #include "spool/v1/queue.grpc.pb.h"
 #include "tools/bench/histogram.h"
 #include "tools/spoolctl/format.h"
+#include "tools/status_names.h"
 
 namespace spool::bench {
 namespace {
@@ -142,27 +143,7 @@ class Recorder {
   std::map<std::string, uint64_t> errors_;
 };
 
-std::string CodeName(const grpc::Status& s) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  int c = s.error_code();
-  return c >= 0 && c <= 16 ? kNames[c] : "?";
-}
+std::string CodeName(const grpc::Status& s) { return spool::tools::StatusCodeName(s.error_code()); }
 
 // Counts down to the end of a phase: a message budget, a deadline, or both.
 class Budget {

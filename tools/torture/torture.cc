@@ -28,6 +28,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "spool/v1/queue.grpc.pb.h"
+#include "tools/status_names.h"
 #include "tools/torture/checker.h"
 #include "tools/torture/payload.h"
 
@@ -90,27 +91,7 @@ const char* Classify(const grpc::Status& s) {
   }
 }
 
-const char* CodeName(grpc::StatusCode c) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  int i = static_cast<int>(c);
-  return i >= 0 && i <= 16 ? kNames[i] : "?";
-}
+const char* CodeName(grpc::StatusCode c) { return spool::tools::StatusCodeName(c); }
 
 const char* OutcomeName(v1::Outcome o) {
   switch (o) {
