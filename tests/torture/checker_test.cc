@@ -233,6 +233,30 @@ TEST(CheckerTest, S6StaleReceiptAccepted) {
   EXPECT_EQ(after_nack.Rules(), Rules{"S6"});
 }
 
+TEST(CheckerTest, S6StaleAckAcceptedWhileTheMessageWasThere) {
+  HistoryBuilder h;
+  h.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .Lease(1100, 1101, 1000, {{"a", 2}})
+      .Use("ack", 1200, 1201, {"a", 1}, "OK");
+  EXPECT_EQ(h.Rules(), Rules{"S6"});
+  // Gone already (acked through the newer lease): OK by contract.
+  HistoryBuilder gone;
+  gone.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .Lease(1100, 1101, 1000, {{"a", 2}})
+      .Use("ack", 1150, 1151, {"a", 2}, "OK")
+      .Use("ack", 1200, 1201, {"a", 1}, "OK");
+  EXPECT_EQ(gone.Rules(), Rules{});
+  // Possibly dead-lettered (the newer lease was the last allowed): OK too.
+  HistoryBuilder last;
+  last.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 2}})
+      .Lease(1100, 1101, 1000, {{"a", 3}})
+      .Use("ack", 2200, 2201, {"a", 2}, "OK");
+  EXPECT_EQ(last.Rules(), Rules{});
+}
+
 TEST(CheckerTest, S7DeliveryCounts) {
   HistoryBuilder same;
   same.Enqueue("a", 0).Lease(10, 11, 1000, {{"a", 1}}).Lease(1100, 1101, 1000, {{"a", 1}});

@@ -261,6 +261,11 @@ class Checker {
               }
             }
           }
+          if (StaleAckAccepted(queue, uid, count, c, ds)) {
+            Add("S6", "a receipt of delivery " + std::to_string(count) + " of " + uid +
+                          " was accepted by ack after the message was leased again, while it "
+                          "was still in " + queue);
+          }
           continue;
         }
         if (c.type() != "nack" && c.type() != "extend") continue;
@@ -294,6 +299,30 @@ class Checker {
         }
       }
     }
+  }
+
+  // An Ack of a message already gone is OK by contract, so a stale Ack is wrong only if the
+  // message was provably still there: leased again before the Ack was sent, and nothing could
+  // have removed it since (no other Ack that may have worked, no dead-lettering possible).
+  bool StaleAckAccepted(const std::string& queue, const std::string& uid, uint32_t count,
+                        const Event& ack, const std::vector<Deliv>& ds) const {
+    bool leased_again = false;
+    for (const Deliv& d : ds) {
+      if (d.count > count && d.complete() < ack.invoke_us()) leased_again = true;
+      if (queue == o_.queue && max_deliveries_ > 0 && d.count >= max_deliveries_) return false;
+    }
+    if (!leased_again || (queue == o_.queue && deliveries_.contains({dlq_, uid}))) return false;
+    for (auto it = uses_.lower_bound({queue, uid, 0});
+         it != uses_.end() && std::get<0>(it->first) == queue && std::get<1>(it->first) == uid;
+         ++it) {
+      for (const Use& u : it->second) {
+        if (u.call != &ack && u.call->type() == "ack" && u.maybe() &&
+            u.call->invoke_us() < ack.invoke_us()) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   // When delivery d's lease ended at the earliest (expiry, or a nack with its delay), and at

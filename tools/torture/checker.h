@@ -7,9 +7,9 @@
 //   S4  two leases of one message never overlap while the first is valid (slack allowed),
 //       unless the first ended by ack or nack
 //   S5  a message acked OK is never delivered again (nor nacked or extended OK afterwards)
-//   S6  a receipt is never accepted (nack or extend OK) after the message was leased again or
-//       nacked with it; an Ack of a message already gone is OK by contract, so stale Acks are
-//       judged by S5
+//   S6  a receipt is never accepted after the message was leased again or nacked with it; an
+//       Ack of a message already gone is OK by contract, so a stale Ack counts only when the
+//       message was provably still there
 //   S7  delivery_count strictly increases across deliveries and never exceeds max_deliveries
 //   S8  a nacked message is not delivered before its nack delay
 //   S9  dead-lettering happens exactly after the max_deliveries-th delivery ends unacked

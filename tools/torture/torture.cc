@@ -697,6 +697,18 @@ bool Drain(int port, History* history, uint64_t seed) {
   return empty;
 }
 
+// Whether the report has a violation of one of rules (comma-separated).
+bool Reports(const Report& report, std::string_view rules) {
+  for (const Violation& v : report.violations) {
+    for (std::string_view rest = rules; !rest.empty();) {
+      std::string_view rule = rest.substr(0, rest.find(','));
+      rest.remove_prefix(std::min(rest.size(), rule.size() + 1));
+      if (v.rule == rule) return true;
+    }
+  }
+  return false;
+}
+
 int Run(const Flags& flags) {
   std::filesystem::create_directories(flags.dir);
   History history(flags.dir + "/history.jsonl");
@@ -803,7 +815,9 @@ int Run(const Flags& flags) {
     for (const std::string& p : fault_problems) report.violations.push_back({"F1", p});
     std::printf("after %d cycles: %zu violations\n", cycle, report.violations.size());
     std::fflush(stdout);
-    if (!report.ok()) break;
+    // Stop at the first violation; looking for a given rule (--expect), at the first check
+    // that reports it.
+    if (!report.ok() && (flags.expect.empty() || Reports(report, flags.expect))) break;
     if (cycle < flags.cycles) spoold.Kill("kill -9 after a drain");
     if (cycle < flags.cycles && !start_clean()) return 2;
   }
@@ -820,14 +834,7 @@ int Run(const Flags& flags) {
     return 2;
   }
   if (!flags.expect.empty()) {
-    bool found = false;
-    for (const Violation& v : report.violations) {
-      for (std::string_view rest = flags.expect; !rest.empty();) {
-        std::string_view rule = rest.substr(0, rest.find(','));
-        rest.remove_prefix(std::min(rest.size(), rule.size() + 1));
-        found = found || v.rule == rule;
-      }
-    }
+    bool found = Reports(report, flags.expect);
     std::printf("expected a %s violation: %s\n", flags.expect.c_str(),
                 found ? "found (the checker caught the mutation)" : "NOT FOUND");
     return found ? 0 : 1;
