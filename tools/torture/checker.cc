@@ -264,7 +264,8 @@ class Checker {
           if (StaleAckAccepted(queue, uid, count, c, ds)) {
             Add("S6", "a receipt of delivery " + std::to_string(count) + " of " + uid +
                           " was accepted by ack after the message was leased again, while it "
-                          "was still in " + queue);
+                          "was still in " +
+                          queue);
           }
           continue;
         }
