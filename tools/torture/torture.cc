@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/convert.h"
 #include "spool/v1/queue.grpc.pb.h"
 #include "tools/status_names.h"
 #include "tools/torture/checker.h"
@@ -60,7 +61,6 @@ struct Flags {
   int uptime_min_ms = 400;
   int uptime_max_ms = 1200;
   int max_seconds = 900;
-  bool keep = false;
 };
 
 const char* const kQueue = "torture";
@@ -91,20 +91,8 @@ const char* Classify(const grpc::Status& s) {
   }
 }
 
-const char* CodeName(grpc::StatusCode c) { return spool::tools::StatusCodeName(c); }
-
-const char* OutcomeName(v1::Outcome o) {
-  switch (o) {
-    case v1::OUTCOME_OK:
-      return "OK";
-    case v1::OUTCOME_LEASE_LOST:
-      return "LEASE_LOST";
-    case v1::OUTCOME_INVALID_RECEIPT:
-      return "INVALID_RECEIPT";
-    default:
-      return "UNSPECIFIED";
-  }
-}
+// The outcome's name without the enum prefix: OK, LEASE_LOST, INVALID_RECEIPT.
+std::string OutcomeName(v1::Outcome o) { return v1::Outcome_Name(o).substr(sizeof "OUTCOME_" - 1); }
 
 // The history: appended by every thread, written as JSON lines, kept in memory for the checker.
 class History {
@@ -132,7 +120,7 @@ void SetCall(Event* e, const grpc::Status& s, int64_t invoke) {
   e->set_invoke_us(invoke);
   e->set_complete_us(NowUs());
   e->set_outcome(Classify(s));
-  e->set_code(CodeName(s.error_code()));
+  e->set_code(spool::tools::StatusCodeName(s.error_code()));
   if (!s.ok()) e->set_error(s.error_message());
 }
 
@@ -145,11 +133,6 @@ std::shared_ptr<grpc::Channel> Connect(int port) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
                                    grpc::InsecureChannelCredentials(), args);
-}
-
-void SetMillis(google::protobuf::Duration* d, int64_t ms) {
-  d->set_seconds(ms / 1000);
-  d->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
 }
 
 void Deadline(grpc::ClientContext* ctx, int64_t ms) {
@@ -214,8 +197,8 @@ class Worker {
     v1::LeaseRequest req;
     req.set_queue(queue);
     req.set_max_messages(max);
-    SetMillis(req.mutable_visibility_timeout(), visibility_ms);
-    SetMillis(req.mutable_wait_time(), wait_ms);
+    server::ToDuration(visibility_ms, req.mutable_visibility_timeout());
+    server::ToDuration(wait_ms, req.mutable_wait_time());
     v1::LeaseResponse resp;
     grpc::ClientContext ctx;
     Deadline(&ctx, 3000);
@@ -260,12 +243,12 @@ class Worker {
       s = WithReceipts(&v1::QueueService::Stub::Ack, &ctx, v1::AckRequest(), leases, &results);
     } else if (type == "nack") {
       v1::NackRequest req;
-      SetMillis(req.mutable_delay(), ms);
+      server::ToDuration(ms, req.mutable_delay());
       e.set_delay_ms(ms);
       s = WithReceipts(&v1::QueueService::Stub::Nack, &ctx, req, leases, &results);
     } else {
       v1::ExtendLeaseRequest req;
-      SetMillis(req.mutable_visibility_timeout(), ms);
+      server::ToDuration(ms, req.mutable_visibility_timeout());
       e.set_visibility_ms(ms);
       s = WithReceipts(&v1::QueueService::Stub::ExtendLease, &ctx, req, leases, &results);
     }
@@ -580,8 +563,9 @@ class Spoold {
     history_->Record(e);
     std::string problem;
     if (s.error_code() != want) {
-      problem = std::string("after the fault an Enqueue returned ") + CodeName(s.error_code()) +
-                ", not " + CodeName(want);
+      problem = std::string("after the fault an Enqueue returned ") +
+                spool::tools::StatusCodeName(s.error_code()) + ", not " +
+                spool::tools::StatusCodeName(want);
     }
     v1::GetQueueRequest get;
     get.set_name(kQueue);
