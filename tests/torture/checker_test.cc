@@ -248,6 +248,14 @@ TEST(CheckerTest, S6StaleAckAcceptedWhileTheMessageWasThere) {
       .Use("ack", 1150, 1151, {"a", 2}, "OK")
       .Use("ack", 1200, 1201, {"a", 1}, "OK");
   EXPECT_EQ(gone.Rules(), Rules{});
+  // The newer lease's Ack, sent while the stale one was in flight, may have been applied first.
+  HistoryBuilder concurrent;
+  concurrent.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .Lease(1100, 1101, 1000, {{"a", 2}})
+      .Use("ack", 1210, 1220, {"a", 2}, "OK")
+      .Use("ack", 1200, 1230, {"a", 1}, "OK");
+  EXPECT_EQ(concurrent.Rules(), Rules{});
   // Possibly dead-lettered (the newer lease was the last allowed): OK too.
   HistoryBuilder last;
   last.Enqueue("a", 0)

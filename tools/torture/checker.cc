@@ -304,7 +304,8 @@ class Checker {
 
   // An Ack of a message already gone is OK by contract, so a stale Ack is wrong only if the
   // message was provably still there: leased again before the Ack was sent, and nothing could
-  // have removed it since (no other Ack that may have worked, no dead-lettering possible).
+  // have removed it before the Ack was applied (no other Ack that may have worked and may have
+  // come first, no dead-lettering possible).
   bool StaleAckAccepted(const std::string& queue, const std::string& uid, uint32_t count,
                         const Event& ack, const std::vector<Deliv>& ds) const {
     bool leased_again = false;
@@ -317,8 +318,9 @@ class Checker {
          it != uses_.end() && std::get<0>(it->first) == queue && std::get<1>(it->first) == uid;
          ++it) {
       for (const Use& u : it->second) {
+        // Any Ack sent before this one returned may have been applied first.
         if (u.call != &ack && u.call->type() == "ack" && u.maybe() &&
-            u.call->invoke_us() < ack.invoke_us()) {
+            u.call->invoke_us() < ack.complete_us()) {
           return false;
         }
       }
