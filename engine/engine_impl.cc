@@ -925,6 +925,16 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   uint64_t first = AllocSeqsLocked(fresh.size(), &reservation);
   Activations activate;
   activate.reserve(fresh.size());
+  // Hand-off: a Lease waits on this queue only while nothing in it is ready, so when nothing is
+  // ready or about to be (an index entry at or before now is a ready or pending message), a new
+  // ready message goes straight to the oldest waiter, leased in this enqueue's own write. The
+  // consumer then waits for one fsync instead of two and nothing reads the payload back.
+  Jobs handoffs;
+  bool handoff = !q.waiters.empty() && (q.index.empty() || q.index.begin()->first > now);
+  LeaseWait* taker = nullptr;
+  uint64_t taker_bytes = 0;
+  int64_t taker_visibility = 0;
+  int64_t handed_off = 0;
   for (size_t k = 0; k < fresh.size(); ++k) {
     EnqueueEntry& e = entries[fresh[k]];
     uint64_t seq = first + k;
@@ -934,6 +944,50 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
     m.size = static_cast<uint32_t>(e.payload.size());
     for (const auto& [key, value] : e.attributes) m.size += key.size() + value.size();
     m.pending = true;
+    if (handoff && m.visible_at <= now) {
+      if (taker != nullptr && (handoffs.back()->seqs.size() >= taker->max_messages ||
+                               taker_bytes + m.size > kMaxResponseBytes)) {
+        taker = nullptr;
+      }
+      while (taker == nullptr && !q.waiters.empty()) {
+        std::shared_ptr<LeaseWait> w = std::move(q.waiters.front());
+        q.waiters.pop_front();
+        if (w->state != LeaseWait::State::kWaiting) continue;
+        w->state = LeaseWait::State::kClaimed;
+        --num_waiters_;
+        auto job = std::make_shared<LeaseJob>();
+        job->queue_id = q.id;
+        job->done = std::move(w->done);
+        job->remaining = 1;  // the payloads are in hand: only the write is outstanding
+        handoffs.push_back(std::move(job));
+        taker = w.get();
+        taker_bytes = 0;
+        taker_visibility = w->visibility_ms;
+      }
+      if (taker == nullptr) {
+        handoff = false;
+      } else {
+        ++m.delivery_count;
+        ++m.lease_gen;
+        m.leased = true;
+        m.visible_at =
+            now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? taker_visibility / 4
+                                                                             : taker_visibility);
+        taker_bytes += m.size;
+        LeaseJob& job = *handoffs.back();
+        job.seqs.push_back(seq);
+        job.found.push_back(true);
+        LeasedMessage& out = job.messages.emplace_back();
+        out.message_id = FormatMessageId(seq);
+        out.receipt = signer_->Sign({q.id, seq, m.lease_gen});
+        out.payload = e.payload;
+        out.attributes = e.attributes;
+        out.delivery_count = m.delivery_count;
+        out.enqueue_time_ms = now;
+        out.lease_deadline_ms = m.visible_at;
+        ++handed_off;
+      }
+    }
     q.messages.emplace(seq, m);
     IndexAddLocked(q, seq, m);
     activate.emplace_back(q.id, seq);
@@ -946,6 +1000,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   }
   for (auto [i, first_i] : duplicate_of) results[i] = {results[first_i].message_id, true};
   q.counters[static_cast<int>(Counter::kEnqueued)] += fresh.size();
+  q.counters[static_cast<int>(Counter::kDelivered)] += handed_off;
   pipeline_->Submit(
       [&](rocksdb::WriteBatch& b) {
         storage::MessageRecord record;
@@ -965,7 +1020,14 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
           record.set_dedup_id(e.dedup_id);
           record.SerializeToString(&buf);
           b.Put(messages_cf_, key, buf);
-          b.Put(state_cf_, key, ToRecord(q.messages.at(seq)).SerializeAsString());
+          MsgState state = q.messages.at(seq);
+          if (state.leased && options_.test.mutation == Mutation::kNoPersistLeases) {
+            state.visible_at = now;  // written as if never leased
+            state.delivery_count = 0;
+            state.lease_gen = 0;
+            state.leased = false;
+          }
+          b.Put(state_cf_, key, ToRecord(state).SerializeAsString());
           if (!e.dedup_id.empty()) {
             storage::DedupRecord d;
             d.set_seq(seq);
@@ -974,6 +1036,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
           }
         }
         MergeCounter(b, q.id, Counter::kEnqueued, static_cast<int64_t>(fresh.size()));
+        if (handed_off > 0) MergeCounter(b, q.id, Counter::kDelivered, handed_off);
         if (reservation) {
           std::string v;
           AppendBigEndian64(&v, *reservation);
@@ -981,8 +1044,12 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
         }
       },
       [this, activate = std::move(activate), results = std::move(results),
-       done = std::move(done)](const absl::Status& s) mutable {
+       handoffs = std::move(handoffs), done = std::move(done)](const absl::Status& s) mutable {
         AfterCommit(s, activate, {});
+        for (auto& job : handoffs) {
+          job->commit_status = s;
+          job->PartDone();
+        }
         if (!s.ok()) return done(s);
         done(std::move(results));
       });

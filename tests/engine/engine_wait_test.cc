@@ -145,6 +145,87 @@ TEST_F(EngineWaitTest, ManyWaitersAreServedInArrivalOrder) {
   for (int i = 300; i < 500; ++i) EXPECT_TRUE(waiters[i]->Get()->empty());
 }
 
+// A message enqueued while Leases wait is leased to them in the enqueue's own write (the
+// hand-off): in arrival order, each waiter up to its max_messages, the rest left ready.
+TEST_F(EngineWaitTest, NewMessagesGoStraightToTheWaitersInOrder) {
+  Create("jobs");
+  auto first = Wait("jobs", 20'000, 2);
+  auto second = Wait("jobs", 20'000, 1);
+  Send("jobs", {"a", "b", "c", "d"});
+  Result r1 = first->Get();
+  Result r2 = second->Get();
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_EQ(Payloads(*r1), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Payloads(*r2), (std::vector<std::string>{"c"}));
+  for (const auto& m : *r1) {
+    EXPECT_EQ(m.delivery_count, 1u);
+    EXPECT_EQ(m.lease_deadline_ms, clock_->NowMillis() + 30'000);  // the queue's default
+  }
+  QueueStats stats = Stats("jobs");
+  EXPECT_EQ(stats.leased, 3u);
+  EXPECT_EQ(stats.ready, 1u);
+  EXPECT_EQ(Payloads(Take("jobs", 10)), (std::vector<std::string>{"d"}));
+  // The receipts are ordinary ones: an ack works, a lease that ends brings the message back.
+  EXPECT_EQ(AckOne("jobs", (*r1)[0].receipt), Outcome::kOk);
+  EXPECT_EQ(AckOne("jobs", (*r2)[0].receipt), Outcome::kOk);
+  Advance(30'000);
+  auto back = Take("jobs", 10);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(Payloads(back), (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(back[0].delivery_count, 2u);
+}
+
+// A message whose lease ended before the background pass noticed is still served first: a new
+// message is not handed past it.
+TEST_F(EngineWaitTest, AMessageAlreadyReadyIsServedBeforeANewOne) {
+  Create("jobs");
+  Send("jobs", {"old"});
+  ASSERT_EQ(Take("jobs", 1, 1'000).size(), 1u);
+  auto w = Wait("jobs", 20'000);
+  clock_->AdvanceMillis(1'000);  // the lease has ended; no Tick has run
+  EXPECT_FALSE(w->Ready());
+  Send("jobs", {"new"});
+  Result r = w->Get();
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].payload, "old");
+  EXPECT_EQ((*r)[0].delivery_count, 2u);
+  EXPECT_EQ(Payloads(Take("jobs")), (std::vector<std::string>{"new"}));
+}
+
+TEST_F(EngineWaitTest, ADelayedMessageIsNotHandedOffBeforeItsTime) {
+  Create("jobs");
+  auto w = Wait("jobs", 20'000);
+  Send("jobs", {"later"}, 5'000);
+  EXPECT_FALSE(w->Ready());
+  Send("jobs", {"now"});
+  Result r = w->Get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Payloads(*r), (std::vector<std::string>{"now"}));
+  auto w2 = Wait("jobs", 20'000);
+  Advance(4'999);
+  EXPECT_FALSE(w2->Ready());
+  Advance(1);
+  EXPECT_EQ(Payloads(*w2->Get()), (std::vector<std::string>{"later"}));
+}
+
+TEST_F(EngineWaitTest, AHandedOffLeaseSurvivesARestart) {
+  QueueConfig config;
+  config.visibility_timeout_ms = 10'000;
+  Create("jobs", config);
+  auto w = Wait("jobs", 20'000);
+  Send("jobs", {"x"});
+  ASSERT_EQ(w->Get()->size(), 1u);
+  Reopen();
+  EXPECT_TRUE(Take("jobs").empty());
+  EXPECT_EQ(Stats("jobs").leased, 1u);
+  Advance(10'000);
+  auto back = Take("jobs");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].delivery_count, 2u);
+  EXPECT_EQ(Stats("jobs").delivered_total, 2u);
+}
+
 class EngineFewWaitersTest : public EngineWaitTest {
   Options MakeOptions() override {
     Options o = EngineWaitTest::MakeOptions();

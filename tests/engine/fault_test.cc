@@ -2,6 +2,8 @@
 // full disk. Each test checks what was acknowledged against what a reopen finds.
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include "engine/fault_fs.h"
 #include "tests/engine/engine_fixture.h"
 
@@ -133,6 +135,35 @@ TEST_F(FaultTest, LeasesSurviveAPowerCut) {
   auto back = Take("q", 2);
   ASSERT_EQ(back.size(), 1u);
   EXPECT_EQ(back[0].message_id, leased[0].message_id);
+  EXPECT_EQ(back[0].delivery_count, 2u);
+}
+
+// A Lease waiting when a message arrives takes it in the enqueue's own write: one log sync
+// for both replies, and after a power cut the message is still leased, its delivery counted.
+TEST_F(FaultTest, AWaitingLeaseTakesANewMessageInTheEnqueuesOwnSync) {
+  OpenWith("unsynced-loss");
+  QueueConfig config;
+  config.visibility_timeout_ms = 30'000;
+  Create("q", config);
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::vector<LeasedMessage>>>>();
+  auto future = promise->get_future();
+  LeaseRequest request;
+  request.queue = "q";
+  request.wait_ms = 20'000;
+  engine_->Lease(request, [promise](auto r) { promise->set_value(std::move(r)); });
+  int64_t syncs = faults_->wal_syncs();
+  Send("q", {"a"});
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  auto leased = future.get();
+  ASSERT_TRUE(leased.ok()) << leased.status();
+  ASSERT_EQ(leased->size(), 1u);
+  EXPECT_EQ(faults_->wal_syncs() - syncs, 1);
+  CrashAndReopen();
+  EXPECT_TRUE(Take("q").empty());
+  Advance(30'000);
+  auto back = Take("q");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].payload, "a");
   EXPECT_EQ(back[0].delivery_count, 2u);
 }
 
