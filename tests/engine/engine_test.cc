@@ -182,6 +182,25 @@ TEST_F(EngineTest, ExtendWithoutTimeoutUsesTheQueueDefault) {
   EXPECT_EQ((*ext)[0].lease_deadline_ms, clock_->NowMillis() + 7'000);
 }
 
+// A Lease reads a run of neighbouring messages with one bounded scan; messages inside the run
+// that are not leased (here delayed, then acked) must be stepped over, not returned.
+TEST_F(EngineTest, ALeaseOfNeighboursWithGapsReturnsExactlyTheLeased) {
+  Create("jobs");
+  Send("jobs", {"a", "b"});
+  Send("jobs", {"c", "d"}, 1'000);
+  Send("jobs", {"e", "f", "g"});
+  auto leased = Take("jobs", 10);
+  EXPECT_EQ(Payloads(leased), (Strings{"a", "b", "e", "f", "g"}));
+  for (const auto& m : leased) ASSERT_EQ(AckOne("jobs", m.receipt), Outcome::kOk);
+  Send("jobs", {"h", "i", "j"});
+  Advance(1'000);
+  // c and d became ready after h, i, j were enqueued; their neighbours e-g are gone.
+  EXPECT_EQ(Payloads(Take("jobs", 10)), (Strings{"h", "i", "j", "c", "d"}));
+  Send("jobs", {"k", "l", "m", "n", "o", "p"});
+  EXPECT_EQ(Payloads(Take("jobs", 2)), (Strings{"k", "l"}));
+  EXPECT_EQ(Payloads(Take("jobs", 10)), (Strings{"m", "n", "o", "p"}));
+}
+
 TEST_F(EngineTest, DelayedMessagesWaitTheirTurn) {
   QueueConfig c;
   c.delay_ms = 5'000;
