@@ -11,6 +11,7 @@
 #include "engine/coding.h"
 #include "engine/strings.h"
 #include "rocksdb/merge_operator.h"
+#include "rocksdb/slice_transform.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
 
 namespace spool::engine {
@@ -74,6 +75,23 @@ rocksdb::DBOptions StoreOptions() {
   return o;
 }
 
+namespace {
+
+// The memtable insert hint's prefix: the queue id of a 16-byte message or state key. Other keys
+// (the 8-byte bounds of a DeleteRange) are out of its domain, so they never use a hint: RocksDB
+// 7.8 keeps one hint per prefix for both the point and the range-tombstone tables of a memtable,
+// and a hint from one used in the other corrupts it.
+class QueueIdPrefix final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "spool.QueueIdPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), 8);
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return key.size() == 16; }
+};
+
+}  // namespace
+
 std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   rocksdb::ColumnFamilyOptions meta;
   meta.merge_operator = std::make_shared<Int64AddOperator>();
@@ -86,10 +104,17 @@ std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   // Consumed heads leave runs of tombstones; compact files dense with them.
   queue.table_properties_collector_factories.push_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(10'000, 5'000, 0.3));
+  rocksdb::ColumnFamilyOptions dedup = queue;
+  // Within a queue, writes land (nearly) next to the previous one: new messages at the tail,
+  // leases and acks in lease order near the head. A memtable insert hint per queue turns each
+  // skiplist insert from a search from the top into a few steps from the remembered place
+  // (measured: memtable inserts were the largest part of spoold's CPU when consuming). Dedup
+  // keys are random within a queue and get no hint.
+  queue.memtable_insert_with_hint_prefix_extractor = std::make_shared<QueueIdPrefix>();
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kMessagesFamily, queue},
           {kStateFamily, queue},
-          {kDedupFamily, queue}};
+          {kDedupFamily, dedup}};
 }
 
 }  // namespace spool::engine
