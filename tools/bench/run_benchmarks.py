@@ -171,8 +171,9 @@ def lease_p99(s, queue, n=10000):
     return r["consume"]["latency_us"]["lease"]["p99"] / 1000
 
 
-def target5(tmp, scale):
+def target5(tmp, scale, json_path=None):
     rows = []
+    curves = {"depth": [], "history": []}
     # Depth: Lease p99 with `scale` messages stored against 10k stored.
     s = fresh(tmp, "t5-depth")
     bench(s, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch", "1000",
@@ -189,8 +190,10 @@ def target5(tmp, scale):
         time.sleep(10)  # let the flushes and compactions of the load finish
         p99 = lease_p99(s, "deep")
         stored -= 10000
+        rss = s.rss_mib()
         rows.append([f"{n:,} stored", f"{p99:.2f}", f"{shallow:.2f}", f"{p99 / shallow:.2f}",
-                     f"{s.rss_mib():,.0f}"])
+                     f"{rss:,.0f}"])
+        curves["depth"].append({"n": n, "p99_ms": p99, "baseline_ms": shallow, "rss_mib": rss})
     payload_bytes = stored * 256
     s.stop()
     disk = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(s.data_dir)
@@ -221,11 +224,17 @@ def target5(tmp, scale):
               "10000", "--no-baseline", "--queue", "history", "--duration", "60s")
         time.sleep(10)
         p99 = lease_p99(s, "history")
+        rss = s.rss_mib()
         rows.append([f"{n:,} consumed", f"{p99:.2f}", f"{fresh_p99:.2f}", f"{p99 / fresh_p99:.2f}",
-                     f"{s.rss_mib():,.0f}"])
+                     f"{rss:,.0f}"])
+        curves["history"].append({"n": n, "p99_ms": p99, "baseline_ms": fresh_p99, "rss_mib": rss})
     s.stop()
     table("Target 5b: Lease cost against history (queue nearly empty after N messages went through)",
           ["history", "Lease p99 ms", "fresh queue p99 ms", "ratio", "spoold RSS MiB"], rows)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(curves, f)
+        print(f"\nCurves written to {json_path}; draw them with tools/bench/plot_target5.py")
 
 
 def main():
@@ -233,6 +242,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6])
     ap.add_argument("--scale", type=int, default=10_000_000)
+    ap.add_argument("--target5-json", help="also write target 5's curves to this file, for "
+                    "tools/bench/plot_target5.py")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="spool-bench-") as tmp:
         print(f"spool-bench targets, {a.runs} runs each, median (min–max), on {os.cpu_count()} cores")
@@ -246,7 +257,7 @@ def main():
         if 6 in a.only:
             target6(tmp, a.runs, t1)
         if 5 in a.only:
-            target5(tmp, a.scale)
+            target5(tmp, a.scale, a.target5_json)
 
 
 if __name__ == "__main__":
