@@ -249,6 +249,11 @@ class EngineImpl final : public Engine {
 
   // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
   // submits the writes. Returns nullptr when nothing was leased.
+  // Marks m leased to a new holder for visibility_ms from now; returns what the holder gets,
+  // without the payload.
+  LeasedMessage MarkLeasedLocked(uint64_t queue_id, uint64_t seq, MsgState& m,
+                                 int64_t visibility_ms, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms, int64_t now,
                                          Callback<std::vector<LeasedMessage>> done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -967,24 +972,14 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
       if (taker == nullptr) {
         handoff = false;
       } else {
-        ++m.delivery_count;
-        ++m.lease_gen;
-        m.leased = true;
-        m.visible_at =
-            now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? taker_visibility / 4
-                                                                             : taker_visibility);
         taker_bytes += m.size;
         LeaseJob& job = *handoffs.back();
         job.seqs.push_back(seq);
         job.found.push_back(true);
-        LeasedMessage& out = job.messages.emplace_back();
-        out.message_id = FormatMessageId(seq);
-        out.receipt = signer_->Sign({q.id, seq, m.lease_gen});
+        LeasedMessage& out =
+            job.messages.emplace_back(MarkLeasedLocked(q.id, seq, m, taker_visibility, now));
         out.payload = e.payload;
         out.attributes = e.attributes;
-        out.delivery_count = m.delivery_count;
-        out.enqueue_time_ms = now;
-        out.lease_deadline_ms = m.visible_at;
         ++handed_off;
       }
     }
@@ -1135,6 +1130,23 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
       });
 }
 
+LeasedMessage EngineImpl::MarkLeasedLocked(uint64_t queue_id, uint64_t seq, MsgState& m,
+                                           int64_t visibility_ms, int64_t now) {
+  ++m.delivery_count;
+  ++m.lease_gen;
+  m.leased = true;
+  m.visible_at =
+      now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? visibility_ms / 4
+                                                                       : visibility_ms);
+  LeasedMessage out;
+  out.message_id = FormatMessageId(seq);
+  out.receipt = signer_->Sign({queue_id, seq, m.lease_gen});
+  out.delivery_count = m.delivery_count;
+  out.enqueue_time_ms = m.enqueue_time;
+  out.lease_deadline_ms = m.visible_at;
+  return out;
+}
+
 std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms,
                                                    int64_t now,
                                                    Callback<std::vector<LeasedMessage>> done) {
@@ -1174,20 +1186,9 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     uint64_t seq = take[k];
     MsgState& m = q.messages.at(seq);
     IndexRemoveLocked(q, seq, m);
-    ++m.delivery_count;
-    ++m.lease_gen;
-    m.leased = true;
-    m.visible_at =
-        now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? visibility_ms / 4
-                                                                         : visibility_ms);
+    job->messages[k] = MarkLeasedLocked(q.id, seq, m, visibility_ms, now);
     IndexAddLocked(q, seq, m);
     states[k] = ToRecord(m).SerializeAsString();
-    LeasedMessage& out = job->messages[k];
-    out.message_id = FormatMessageId(seq);
-    out.receipt = signer_->Sign({q.id, seq, m.lease_gen});
-    out.delivery_count = m.delivery_count;
-    out.enqueue_time_ms = m.enqueue_time;
-    out.lease_deadline_ms = m.visible_at;
   }
   q.counters[static_cast<int>(Counter::kDelivered)] += take.size();
   pipeline_->Submit(
