@@ -247,13 +247,13 @@ class EngineImpl final : public Engine {
   uint64_t AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
-  // submits the writes. Returns nullptr when nothing was leased.
   // Marks m leased to a new holder for visibility_ms from now; returns what the holder gets,
   // without the payload.
   LeasedMessage MarkLeasedLocked(uint64_t queue_id, uint64_t seq, MsgState& m,
                                  int64_t visibility_ms, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
+  // submits the writes. Returns nullptr when nothing was leased.
   std::shared_ptr<LeaseJob> SelectLocked(Queue& q, uint32_t max, int64_t visibility_ms, int64_t now,
                                          Callback<std::vector<LeasedMessage>> done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -1244,7 +1244,7 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
         for (it->Seek(slices[0]); it->Valid() && k < n; it->Next()) {
           auto parts = ParseMessageKey(std::string_view(it->key().data(), it->key().size()));
           if (!parts) continue;
-          while (k < n && job->seqs[k] < parts->seq) ++k;  // not found: see below
+          while (k < n && job->seqs[k] < parts->seq) ++k;  // gone since the lease: skipped
           if (k < n && job->seqs[k] == parts->seq) take(k++, it->value());
         }
         if (!it->status().ok()) job->read_status = FromRocks(it->status(), "read");
