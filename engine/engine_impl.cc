@@ -936,7 +936,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   // consumer then waits for one fsync instead of two and nothing reads the payload back.
   Jobs handoffs;
   bool handoff = !q.waiters.empty() && (q.index.empty() || q.index.begin()->first > now);
-  LeaseWait* taker = nullptr;
+  // The waiter now being filled: how many messages and bytes it may still take (0: none).
+  uint32_t taker_left = 0;
   uint64_t taker_bytes = 0;
   int64_t taker_visibility = 0;
   int64_t handed_off = 0;
@@ -950,11 +951,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
     for (const auto& [key, value] : e.attributes) m.size += key.size() + value.size();
     m.pending = true;
     if (handoff && m.visible_at <= now) {
-      if (taker != nullptr && (handoffs.back()->seqs.size() >= taker->max_messages ||
-                               taker_bytes + m.size > kMaxResponseBytes)) {
-        taker = nullptr;
-      }
-      while (taker == nullptr && !q.waiters.empty()) {
+      if (taker_left > 0 && taker_bytes + m.size > kMaxResponseBytes) taker_left = 0;
+      while (taker_left == 0 && !q.waiters.empty()) {
         std::shared_ptr<LeaseWait> w = std::move(q.waiters.front());
         q.waiters.pop_front();
         if (w->state != LeaseWait::State::kWaiting) continue;
@@ -965,13 +963,14 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
         job->done = std::move(w->done);
         job->remaining = 1;  // the payloads are in hand: only the write is outstanding
         handoffs.push_back(std::move(job));
-        taker = w.get();
+        taker_left = std::max<uint32_t>(w->max_messages, 1);
         taker_bytes = 0;
         taker_visibility = w->visibility_ms;
       }
-      if (taker == nullptr) {
+      if (taker_left == 0) {
         handoff = false;
       } else {
+        --taker_left;
         taker_bytes += m.size;
         LeaseJob& job = *handoffs.back();
         job.seqs.push_back(seq);
@@ -1208,12 +1207,6 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
 
 void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
   size_t n = job->seqs.size();
-  std::vector<std::string> keys(n);
-  std::vector<rocksdb::Slice> slices(n);
-  for (size_t k = 0; k < n; ++k) {
-    keys[k] = MessageKey(job->queue_id, job->seqs[k]);
-    slices[k] = keys[k];
-  }
   {
     // Pinned values must be released before the store can close: all of it under db_mu_.
     absl::ReaderMutexLock lock(&db_mu_);
@@ -1235,13 +1228,14 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
       bool ascending = true;
       for (size_t k = 1; k < n && ascending; ++k) ascending = job->seqs[k] > job->seqs[k - 1];
       if (n >= 4 && ascending && job->seqs.back() - job->seqs.front() < 2 * n) {
+        std::string first = MessageKey(job->queue_id, job->seqs.front());
         std::string upper = MessageKey(job->queue_id, job->seqs.back() + 1);
         rocksdb::Slice upper_slice(upper);
         rocksdb::ReadOptions ro;
         ro.iterate_upper_bound = &upper_slice;
         std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, messages_cf_));
         size_t k = 0;
-        for (it->Seek(slices[0]); it->Valid() && k < n; it->Next()) {
+        for (it->Seek(first); it->Valid() && k < n; it->Next()) {
           auto parts = ParseMessageKey(std::string_view(it->key().data(), it->key().size()));
           if (!parts) continue;
           while (k < n && job->seqs[k] < parts->seq) ++k;  // gone since the lease: skipped
@@ -1249,6 +1243,12 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
         }
         if (!it->status().ok()) job->read_status = FromRocks(it->status(), "read");
       } else {
+        std::vector<std::string> keys(n);
+        std::vector<rocksdb::Slice> slices(n);
+        for (size_t k = 0; k < n; ++k) {
+          keys[k] = MessageKey(job->queue_id, job->seqs[k]);
+          slices[k] = keys[k];
+        }
         std::vector<rocksdb::PinnableSlice> values(n);
         std::vector<rocksdb::Status> statuses(n);
         db_->MultiGet({}, messages_cf_, n, slices.data(), values.data(), statuses.data());

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +16,25 @@
 #include "tests/test_util.h"
 
 namespace spool::engine {
+
+// A Lease that may wait, seen from the test: its result arrives through a future.
+struct Waiter {
+  using Result = absl::StatusOr<std::vector<LeasedMessage>>;
+  std::shared_ptr<std::promise<Result>> promise = std::make_shared<std::promise<Result>>();
+  std::future<Result> future = promise->get_future();
+  std::shared_ptr<LeaseWait> handle;
+
+  bool Ready() {
+    return future.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
+  }
+  Result Get() {
+    if (future.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "the Lease did not return within 10 s";
+      return absl::DeadlineExceededError("the Lease did not return");
+    }
+    return future.get();
+  }
+};
 
 class EngineFixture : public ::testing::Test {
  protected:
@@ -83,6 +104,17 @@ class EngineFixture : public ::testing::Test {
     auto r = NackSync(*engine_, queue, {receipt}, delay_ms);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? (*r)[0].outcome : Outcome::kInvalidReceipt;
+  }
+  // Starts a Lease of up to max messages that waits up to wait_ms for them.
+  std::unique_ptr<Waiter> Wait(const std::string& queue, int64_t wait_ms, uint32_t max = 1) {
+    auto w = std::make_unique<Waiter>();
+    LeaseRequest r;
+    r.queue = queue;
+    r.max_messages = max;
+    r.wait_ms = wait_ms;
+    auto p = w->promise;
+    w->handle = engine_->Lease(r, [p](Waiter::Result res) { p->set_value(std::move(res)); });
+    return w;
   }
   QueueStats Stats(const std::string& queue) {
     auto q = engine_->GetQueue(queue);

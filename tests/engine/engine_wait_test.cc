@@ -11,35 +11,9 @@
 namespace spool::engine {
 namespace {
 
-using Result = absl::StatusOr<std::vector<LeasedMessage>>;
+using Result = Waiter::Result;
 
-struct Waiter {
-  std::shared_ptr<std::promise<Result>> promise = std::make_shared<std::promise<Result>>();
-  std::future<Result> future = promise->get_future();
-  std::shared_ptr<LeaseWait> handle;
-
-  bool Ready() {
-    return future.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
-  }
-  Result Get() {
-    EXPECT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-    return future.get();
-  }
-};
-
-class EngineWaitTest : public EngineFixture {
- protected:
-  std::unique_ptr<Waiter> Wait(const std::string& queue, int64_t wait_ms, uint32_t max = 1) {
-    auto w = std::make_unique<Waiter>();
-    LeaseRequest r;
-    r.queue = queue;
-    r.max_messages = max;
-    r.wait_ms = wait_ms;
-    auto p = w->promise;
-    w->handle = engine_->Lease(r, [p](Result res) { p->set_value(std::move(res)); });
-    return w;
-  }
-};
+using EngineWaitTest = EngineFixture;
 
 TEST_F(EngineWaitTest, EnqueueWakesAWaiter) {
   Create("jobs");
@@ -173,6 +147,25 @@ TEST_F(EngineWaitTest, NewMessagesGoStraightToTheWaitersInOrder) {
   ASSERT_EQ(back.size(), 2u);
   EXPECT_EQ(Payloads(back), (std::vector<std::string>{"b", "d"}));
   EXPECT_EQ(back[0].delivery_count, 2u);
+}
+
+// A hand-off fills a waiter only up to the response size a Lease would return (about 3.5 MB),
+// then goes on to the next waiter, like a Lease that finds the messages ready.
+TEST_F(EngineWaitTest, AHandOffStopsAtTheResponseSizeLimit) {
+  QueueConfig config;
+  config.max_payload_bytes = 1'000'000;
+  Create("jobs", config);
+  auto first = Wait("jobs", 20'000, 10);
+  auto second = Wait("jobs", 20'000, 10);
+  std::vector<std::string> big;
+  for (char c : {'a', 'b', 'c', 'd'}) big.push_back(std::string(1'000'000, c));
+  Send("jobs", big);
+  Result r1 = first->Get();
+  Result r2 = second->Get();
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  ASSERT_EQ(r1->size(), 3u);
+  ASSERT_EQ(r2->size(), 1u);
+  EXPECT_EQ((*r2)[0].payload[0], 'd');
 }
 
 // A message whose lease ended before the background pass noticed is still served first: a new

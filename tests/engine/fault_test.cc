@@ -2,8 +2,6 @@
 // full disk. Each test checks what was acknowledged against what a reopen finds.
 #include <gtest/gtest.h>
 
-#include <future>
-
 #include "engine/fault_fs.h"
 #include "tests/engine/engine_fixture.h"
 
@@ -145,16 +143,10 @@ TEST_F(FaultTest, AWaitingLeaseTakesANewMessageInTheEnqueuesOwnSync) {
   QueueConfig config;
   config.visibility_timeout_ms = 30'000;
   Create("q", config);
-  auto promise = std::make_shared<std::promise<absl::StatusOr<std::vector<LeasedMessage>>>>();
-  auto future = promise->get_future();
-  LeaseRequest request;
-  request.queue = "q";
-  request.wait_ms = 20'000;
-  engine_->Lease(request, [promise](auto r) { promise->set_value(std::move(r)); });
+  auto waiter = Wait("q", 20'000);
   int64_t syncs = faults_->wal_syncs();
   Send("q", {"a"});
-  ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  auto leased = future.get();
+  auto leased = waiter->Get();
   ASSERT_TRUE(leased.ok()) << leased.status();
   ASSERT_EQ(leased->size(), 1u);
   EXPECT_EQ(faults_->wal_syncs() - syncs, 1);
