@@ -22,6 +22,7 @@ PACKAGES=(
   libssl-dev libcli11-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf openssl
   libclang-rt-14-dev faketime
+  valgrind  # tools/bench/count_instructions.py: instructions per message, callgrind
 )
 # libclang-rt-14-dev above brings fuzzer/FuzzedDataProvider.h, which the ordinary build needs to
 # replay the fuzz corpus; the fuzzing itself (tools/dev.sh fuzz) also needs the compiler.
