@@ -7,6 +7,8 @@ figure to compare two builds by when a change is about CPU:
 
     tools/bench/count_instructions.py                       # 50,000 messages per workload
     tools/bench/count_instructions.py --spoold /tmp/old/spoold --messages 20000
+    tools/bench/count_instructions.py --only consume --keep /tmp/cg   # then:
+    callgrind_annotate --inclusive=yes /tmp/cg/callgrind.consume | less
 
 spoold runs under `valgrind --tool=callgrind` with instrumentation off, listening on 127.0.0.1
 on a free port with its data in a temporary directory. For each workload the preparation (a
@@ -15,6 +17,8 @@ measured part only and dumps the count of every thread of spoold. Workloads:
 
     produce    4 producers, Enqueue batches of 100
     produce1   64 single-message Enqueues in flight (a tenth of --messages)
+    noop       64 grpc.health.v1.Health/Check calls in flight, as many as produce1's calls:
+               what gRPC alone costs spoold per call (target 2's ceiling, counted)
     consume    4 consumers, Lease 100 + Ack 100, from a queue filled beforehand
 
 Needs the build (tools/dev.sh build) and Debian's valgrind (installed by tools/dev.sh setup).
@@ -24,6 +28,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +43,7 @@ WORKLOADS = {
     "produce": (None, ["--workload", "produce", "--producers", "4", "--batch", "100"], 1),
     "produce1": (None, ["--workload", "produce", "--producers", "1", "--inflight", "64",
                         "--batch", "1"], 10),
+    "noop": (None, ["--workload", "noop", "--producers", "1", "--inflight", "64"], 10),
     "consume": (["--workload", "produce", "--producers", "2", "--batch", "1000"],
                 ["--workload", "consume", "--consumers", "4", "--batch", "100"], 1),
 }
@@ -54,6 +60,8 @@ def main():
     ap.add_argument("--messages", type=int, default=50000)
     ap.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), default=list(WORKLOADS))
     ap.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="copy callgrind's dumps here, to read with callgrind_annotate")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="spool-instr-") as tmp:
@@ -87,6 +95,10 @@ def main():
                 run(["callgrind_control", "--dump=" + name, str(proc.pid)], 60)
                 results.append({"workload": name, "messages": n,
                                 "instructions": dumped_total(out, i + 1)})
+                if args.keep:
+                    os.makedirs(args.keep, exist_ok=True)
+                    for f in glob.glob(out + ".%d*" % (i + 1)):
+                        shutil.copy(f, os.path.join(args.keep, f"callgrind.{name}"))
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
