@@ -10,6 +10,7 @@
 
 #include "engine/coding.h"
 #include "engine/strings.h"
+#include "rocksdb/memtablerep.h"
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
@@ -72,6 +73,9 @@ rocksdb::DBOptions StoreOptions() {
   o.max_open_files = -1;
   o.max_background_jobs = 2;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // One commit thread writes every group, so RocksDB never has concurrent memtable writers to
+  // parallelise; and the state family's vector memtable (below) does not support them.
+  o.allow_concurrent_memtable_write = false;
   return o;
 }
 
@@ -110,10 +114,19 @@ std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   // skiplist insert from a search from the top into a few steps from the remembered place
   // (measured: memtable inserts were the largest part of spoold's CPU when consuming). Dedup
   // keys are random within a queue and get no hint.
+  rocksdb::ColumnFamilyOptions state = queue;
   queue.memtable_insert_with_hint_prefix_extractor = std::make_shared<QueueIdPrefix>();
+  // The engine keeps every message's state in memory and reads the state family only when it
+  // opens (and spool-check reads it offline), so its memtable is written and never read while
+  // running: an unsorted vector, sorted once when it is flushed, instead of a skiplist that
+  // sorts on every insert. Two of a consumed message's three memtable inserts land here, and
+  // Debian's RocksDB is built with assertions, which make each skiplist insert re-check the
+  // whole search path (engine/README.md, "The state memtable is a vector"). A read of a live
+  // vector memtable copies and sorts it, which is why nothing may read this family at run time.
+  state.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kMessagesFamily, queue},
-          {kStateFamily, queue},
+          {kStateFamily, state},
           {kDedupFamily, dedup}};
 }
 

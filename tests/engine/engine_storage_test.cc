@@ -6,6 +6,7 @@
 
 #include "engine/coding.h"
 #include "engine/commit_pipeline.h"
+#include "engine/store.h"
 #include "rocksdb/perf_context.h"
 #include "tests/engine/engine_fixture.h"
 
@@ -134,6 +135,56 @@ TEST_F(EngineStorageTest, LeaseSkipsNoTombstonesAfterALongHistory) {
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   ASSERT_EQ(p->messages.size(), 1u);
   EXPECT_LE(skipped, 4u);
+}
+
+// The state family's memtable is an unsorted vector that must never be read while it is live
+// (a read copies and sorts it): the engine reads the family only when it opens, and by then
+// RocksDB has flushed whatever it replayed from the log. If that ever stopped being true (say
+// avoid_flush_during_recovery were turned on), every open would sort a copy of the log's state
+// entries; this test would see them still in the live memtable.
+TEST(StoreTest, TheStateFamilysVectorMemtableIsFlushedBeforeTheEngineReadsIt) {
+  testing::TempDir dir;
+  auto families = StoreFamilies();
+  ASSERT_EQ(families[2].name, "state");
+  EXPECT_STREQ(families[2].options.memtable_factory->Name(), "VectorRepFactory");
+  EXPECT_STREQ(families[1].options.memtable_factory->Name(), "SkipListFactory");
+
+  auto open = [&](rocksdb::DB** db, std::vector<rocksdb::ColumnFamilyHandle*>* handles) {
+    ASSERT_TRUE(
+        rocksdb::DB::Open(StoreOptions(), StorePath(dir.path()), families, handles, db).ok());
+  };
+  auto close = [](rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;  // with the log on, closing does not flush: the next open replays it
+  };
+  constexpr uint64_t kRecords = 3000;
+  rocksdb::DB* db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  open(&db, &handles);
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    uint64_t seq = (i * 7919) % kRecords;  // out of order, as a vector memtable keeps them
+    ASSERT_TRUE(db->Put({}, handles[2], MessageKey(1, seq), "state").ok());
+  }
+  uint64_t live = 0;
+  ASSERT_TRUE(db->GetIntProperty(handles[2], "rocksdb.num-entries-active-mem-table", &live));
+  EXPECT_EQ(live, kRecords);
+  close(db, handles);
+
+  open(&db, &handles);
+  ASSERT_TRUE(db->GetIntProperty(handles[2], "rocksdb.num-entries-active-mem-table", &live));
+  EXPECT_EQ(live, 0u) << "the replayed state entries were not flushed at open";
+  uint64_t immutable = 0;
+  ASSERT_TRUE(db->GetIntProperty(handles[2], "rocksdb.num-entries-imm-mem-tables", &immutable));
+  EXPECT_EQ(immutable, 0u);
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, handles[2]));
+  uint64_t expected = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next(), ++expected) {
+    ASSERT_EQ(it->key().ToString(), MessageKey(1, expected));
+  }
+  EXPECT_TRUE(it->status().ok());
+  EXPECT_EQ(expected, kRecords);
+  it.reset();
+  close(db, handles);
 }
 
 TEST(CommitPipelineTest, ConcurrentSubmissionsShareWritesAndKeepOrder) {
