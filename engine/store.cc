@@ -81,7 +81,7 @@ rocksdb::DBOptions StoreOptions() {
 
 namespace {
 
-// The memtable insert hint's prefix: the queue id of a 16-byte message or state key. Other keys
+// The memtable insert hint's prefix: the queue id of a 16-byte message key. Other keys
 // (the 8-byte bounds of a DeleteRange) are out of its domain, so they never use a hint: RocksDB
 // 7.8 keeps one hint per prefix for both the point and the range-tombstone tables of a memtable,
 // and a hint from one used in the other corrupts it.

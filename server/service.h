@@ -34,8 +34,8 @@ class ArenaAllocator final : public grpc::MessageAllocator<Request, Response> {
    private:
     static google::protobuf::ArenaOptions Options(char* initial_block) {
       google::protobuf::ArenaOptions o;
-      // A one-message call fits in the block that comes with the holder (no allocation of
-      // its own); a batch grows the arena in blocks of up to 64 KiB.
+      // A one-message call fits in the block that comes inside the holder (no allocation
+      // beyond the holder's); a batch grows the arena in blocks of up to 64 KiB.
       o.initial_block = initial_block;
       o.initial_block_size = sizeof(initial_block_);
       o.max_block_size = 64 * 1024;
