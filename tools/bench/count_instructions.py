@@ -24,10 +24,8 @@ measured part only and dumps the count of every thread of spoold. Workloads:
 Needs the build (tools/dev.sh build) and Debian's valgrind (installed by tools/dev.sh setup).
 """
 import argparse
-import glob
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -93,12 +91,11 @@ def main():
                 run(common + measured, 1800)
                 run(["callgrind_control", "--instr=off", str(proc.pid)], 60)
                 run(["callgrind_control", "--dump=" + name, str(proc.pid)], 60)
-                results.append({"workload": name, "messages": n,
-                                "instructions": dumped_total(out, i + 1)})
+                dump = dump_file(out, i + 1)
+                results.append({"workload": name, "messages": n, "instructions": total(dump)})
                 if args.keep:
                     os.makedirs(args.keep, exist_ok=True)
-                    for f in glob.glob(out + ".%d*" % (i + 1)):
-                        shutil.copy(f, os.path.join(args.keep, f"callgrind.{name}"))
+                    shutil.copy(dump, os.path.join(args.keep, f"callgrind.{name}"))
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -119,25 +116,25 @@ def main():
               f"| {r['per_message']:,.0f} |")
 
 
-def dumped_total(out, number):
-    """The instruction total of callgrind's dump `number` (1-based) of the run writing `out`."""
+def dump_file(out, number):
+    """The file of callgrind's dump `number` (1-based) of the run writing `out`."""
+    path = f"{out}.{number}"
     deadline = time.time() + 60
-    while True:
-        files = [f for f in glob.glob(out + ".*") if re.search(r"\.%d(-\d+)?$" % number, f)]
-        if files:
-            break
+    while not os.path.exists(path):
         if time.time() > deadline:
             sys.exit(f"callgrind wrote no dump {number}")
         time.sleep(0.1)
-    total = 0
-    for path in files:  # one file per thread when --separate-threads; one otherwise
-        with open(path) as f:
-            for line in f:
-                if line.startswith("totals:") or line.startswith("summary:"):
-                    total = max(total, int(line.split()[1]))
-    if total <= 0:
-        sys.exit(f"callgrind's dump {number} counted no instructions")
-    return total
+    return path
+
+
+def total(dump):
+    """The instructions a callgrind dump counted (all of spoold's threads)."""
+    with open(dump) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                if int(line.split()[1]) > 0:
+                    return int(line.split()[1])
+    sys.exit(f"{dump} counted no instructions")
 
 
 if __name__ == "__main__":
