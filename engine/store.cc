@@ -9,10 +9,10 @@
 #include <filesystem>
 
 #include "engine/coding.h"
+#include "engine/memtable.h"
 #include "engine/strings.h"
 #include "rocksdb/memtablerep.h"
 #include "rocksdb/merge_operator.h"
-#include "rocksdb/slice_transform.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
 
 namespace spool::engine {
@@ -74,27 +74,11 @@ rocksdb::DBOptions StoreOptions() {
   o.max_background_jobs = 2;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // One commit thread writes every group, so RocksDB never has concurrent memtable writers to
-  // parallelise; and the state family's vector memtable (below) does not support them.
+  // parallelise; and the memtables of the messages and state families (below) do not support
+  // them.
   o.allow_concurrent_memtable_write = false;
   return o;
 }
-
-namespace {
-
-// The memtable insert hint's prefix: the queue id of a 16-byte message key. Other keys
-// (the 8-byte bounds of a DeleteRange) are out of its domain, so they never use a hint: RocksDB
-// 7.8 keeps one hint per prefix for both the point and the range-tombstone tables of a memtable,
-// and a hint from one used in the other corrupts it.
-class QueueIdPrefix final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "spool.QueueIdPrefix"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return rocksdb::Slice(key.data(), 8);
-  }
-  bool InDomain(const rocksdb::Slice& key) const override { return key.size() == 16; }
-};
-
-}  // namespace
 
 std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   rocksdb::ColumnFamilyOptions meta;
@@ -109,21 +93,15 @@ std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   queue.table_properties_collector_factories.push_back(
       rocksdb::NewCompactOnDeletionCollectorFactory(10'000, 5'000, 0.3));
   rocksdb::ColumnFamilyOptions dedup = queue;
-  // Within a queue, writes land (nearly) next to the previous one: new messages at the tail,
-  // leases and acks in lease order near the head. A memtable insert hint per queue turns each
-  // skiplist insert from a search from the top into a few steps from the remembered place
-  // (measured: memtable inserts were the largest part of spoold's CPU when consuming). Dedup
-  // keys are random within a queue and get no hint.
   rocksdb::ColumnFamilyOptions state = queue;
-  queue.memtable_insert_with_hint_prefix_extractor = std::make_shared<QueueIdPrefix>();
-  // The engine keeps every message's state in memory and reads the state family only when it
-  // opens (and spool-check reads it offline), so its memtable is written and never read while
-  // running: an unsorted vector, sorted once when it is flushed, instead of a skiplist that
-  // sorts on every insert. Two of a consumed message's three memtable inserts land here, and
-  // Debian's RocksDB is built with assertions, which make each skiplist insert re-check the
-  // whole search path (engine/README.md, "The state memtable is a vector"). A read of a live
-  // vector memtable copies and sorts it, which is why nothing may read this family at run time.
-  state.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+  // Within a queue, writes land (nearly) next to the previous one: new messages at the tail,
+  // leases and acks in lease order near the head. The messages and state memtables are a
+  // skiplist of our own that starts each insert from the previous one's place, without the
+  // assertions Debian's RocksDB runs on every insert into its own (engine/memtable.h;
+  // engine/README.md, "The messages and state memtables are a skiplist of our own"). Dedup
+  // keys are random within a queue and keep RocksDB's.
+  queue.memtable_factory = NewFingerSkipListFactory();
+  state.memtable_factory = queue.memtable_factory;
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kMessagesFamily, queue},
           {kStateFamily, state},
