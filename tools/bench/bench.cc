@@ -65,13 +65,32 @@ std::string Payload(size_t n, uint64_t k = 0) {
 
 std::atomic<uint64_t> g_payloads{0};
 
+// --dedup-ids: the k-th message's dedup id, 32 hex digits in UUID form, distinct for every k (the
+// first half is a bijection of k) and in no order, as ids made by clients are.
+std::string DedupId(uint64_t k) {
+  auto mix = [](uint64_t z) {  // SplitMix64's finaliser: a bijection of 64-bit integers
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  uint64_t a = mix(k), b = mix(k ^ 0x5bd1e9955bd1e995ull);
+  char out[37];
+  std::snprintf(
+      out, sizeof out, "%08llx-%04llx-%04llx-%04llx-%012llx",
+      static_cast<unsigned long long>(a >> 32), static_cast<unsigned long long>((a >> 16) & 0xffff),
+      static_cast<unsigned long long>(a & 0xffff), static_cast<unsigned long long>(b >> 48),
+      static_cast<unsigned long long>(b & 0xffffffffffffull));
+  return out;
+}
+
 struct Config {
   std::string server = "127.0.0.1:7420";
   std::string queue = "bench";
   std::string workload = "produce";
   int producers = 4, consumers = 4, inflight = 1, batch = 1, channels = 4;
   int payload_bytes = 256;
-  uint64_t messages = 0;  // 0: use duration only
+  bool dedup_ids = false;  // produce: a distinct dedup id on every message
+  uint64_t messages = 0;   // 0: use duration only
   int64_t duration_ms = 10'000;
   double rate = 1000;  // e2e: messages per second, open loop
   bool json = false;
@@ -87,6 +106,7 @@ struct Result {
   std::string name;
   double seconds = 0;
   uint64_t messages = 0, calls = 0;
+  uint64_t duplicates = 0;  // produce: enqueues the queue's dedup index turned away
   std::map<std::string, Histogram> latency;  // per RPC kind, and "e2e"
   std::map<std::string, uint64_t> errors;
   double client_cpu = 0, server_cpu = 0;
@@ -270,7 +290,7 @@ class GrpcBench {
     Result r;
     r.name = name;
     Recorder rec;
-    std::atomic<uint64_t> sent{0}, calls{0};
+    std::atomic<uint64_t> sent{0}, calls{0}, duplicates{0};
     int chains = c_.producers * c_.inflight;
     Tracker tracker(chains);
     struct Slot {
@@ -290,7 +310,9 @@ class GrpcBench {
         for (uint64_t i = 0; i < n; ++i) s->req.add_messages();
       }
       for (auto& m : *s->req.mutable_messages()) {
-        m.set_payload(Payload(c_.payload_bytes, g_payloads++));
+        uint64_t k = g_payloads++;
+        m.set_payload(Payload(c_.payload_bytes, k));
+        if (c_.dedup_ids) m.set_dedup_id(DedupId(k));
       }
       s->n = n;
       s->ctx = std::make_unique<grpc::ClientContext>();
@@ -301,6 +323,7 @@ class GrpcBench {
         ++calls;
         if (st.ok()) {
           sent += s->n;
+          for (const auto& result : s->resp.results()) duplicates += result.duplicate();
         } else {
           rec.Error("enqueue " + CodeName(st));
         }
@@ -310,6 +333,7 @@ class GrpcBench {
     return Run(r, chains, slots, issue, tracker, sent, rec, [&](Result& res) {
       res.messages = sent.load();
       res.calls = calls.load();
+      res.duplicates = duplicates.load();
     });
   }
 
@@ -595,7 +619,7 @@ std::vector<Result> EngineBench(const Config& c) {
     r.name = phase;
     Budget budget(produce ? c.messages : 0, c.duration_ms);
     Recorder rec;
-    std::atomic<uint64_t> n{0};
+    std::atomic<uint64_t> n{0}, duplicates{0};
     // One thread per outstanding call, each making blocking calls: the engine's own threads
     // stay free of client work.
     int chains = (produce ? c.producers : c.consumers) * c.inflight;
@@ -611,12 +635,17 @@ std::vector<Result> EngineBench(const Config& c) {
             std::vector<engine::EnqueueEntry> entries;
             entries.reserve(take);
             for (uint64_t i = 0; i < take; ++i) {
-              entries.push_back({Payload(c.payload_bytes, g_payloads++), {}, {}, ""});
+              uint64_t k = g_payloads++;
+              entries.push_back(
+                  {Payload(c.payload_bytes, k), {}, {}, c.dedup_ids ? DedupId(k) : ""});
             }
             int64_t t0 = NowNs();
             auto res = engine::EnqueueSync(eng, c.queue, std::move(entries));
             rec.Latency("enqueue", NowNs() - t0);
-            if (res.ok()) n += take;
+            if (res.ok()) {
+              n += take;
+              for (const auto& result : *res) duplicates += result.duplicate;
+            }
           } else {
             if (budget.Over()) return;
             engine::LeaseRequest req;
@@ -642,6 +671,7 @@ std::vector<Result> EngineBench(const Config& c) {
     r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     r.client_cpu = ClientCpu() - cpu0;
     r.messages = n.load();
+    r.duplicates = duplicates.load();
     rec.Into(&r);
     out.push_back(std::move(r));
   }
@@ -653,17 +683,19 @@ void Print(const Config& c, const std::vector<Result>& results) {
   if (c.json) {
     std::printf(
         "{\n  \"workload\": \"%s\", \"producers\": %d, \"consumers\": %d, "
-        "\"inflight\": %d, \"batch\": %d, \"payload_bytes\": %d,\n  \"phases\": [\n",
-        c.workload.c_str(), c.producers, c.consumers, c.inflight, c.batch, c.payload_bytes);
+        "\"inflight\": %d, \"batch\": %d, \"payload_bytes\": %d, \"dedup_ids\": %s,\n"
+        "  \"phases\": [\n",
+        c.workload.c_str(), c.producers, c.consumers, c.inflight, c.batch, c.payload_bytes,
+        c.dedup_ids ? "true" : "false");
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
       std::printf(
           "    {\"name\": \"%s\", \"seconds\": %.3f, \"messages\": %llu, \"calls\": %llu, "
           "\"messages_per_second\": %.1f, \"calls_per_second\": %.1f, "
-          "\"client_cpu_seconds\": %.2f, \"server_cpu_seconds\": %.2f",
+          "\"client_cpu_seconds\": %.2f, \"server_cpu_seconds\": %.2f, \"duplicates\": %llu",
           r.name.c_str(), r.seconds, static_cast<unsigned long long>(r.messages),
           static_cast<unsigned long long>(r.calls), r.rate(), r.call_rate(), r.client_cpu,
-          r.server_cpu);
+          r.server_cpu, static_cast<unsigned long long>(r.duplicates));
       for (const Result& ceiling : results) {
         bool is_ceiling = ceiling.name == "noop" || ceiling.name == "rocksdb";
         if (!is_ceiling || &ceiling == &r || ceiling.rate() <= 0 || r.name == "noop" ||
@@ -712,6 +744,10 @@ void Print(const Config& c, const std::vector<Result>& results) {
       std::printf("  = %.2f x %s", ratio, ceiling.name.c_str());
     }
     std::printf("\n");
+    if (r.duplicates > 0) {
+      std::printf("    duplicates: %llu (turned away by the dedup index)\n",
+                  static_cast<unsigned long long>(r.duplicates));
+    }
     for (const auto& [k, h] : r.latency) {
       std::printf("    %-8s p50 %8.3f ms  p90 %8.3f  p99 %8.3f  p999 %8.3f  max %8.3f  (%llu)\n",
                   k.c_str(), h.Quantile(0.5) / 1e6, h.Quantile(0.9) / 1e6, h.Quantile(0.99) / 1e6,
@@ -750,6 +786,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--channels", c.channels, "gRPC channels (connections)")->check(CLI::Range(1, 64));
   app.add_option("--payload-bytes", c.payload_bytes, "Payload size")->check(CLI::Range(8, 4 << 20));
+  app.add_flag("--dedup-ids", c.dedup_ids,
+               "Produce: give every message a distinct dedup id (36 characters, UUID form), so "
+               "each enqueue also reads and writes the queue's dedup index");
   app.add_option("--messages", c.messages, "Stop after this many messages (consume: prefill)");
   app.add_option_function<std::string>(
       "--duration",
