@@ -1,14 +1,15 @@
-// The memtable of the messages and state families: a skiplist of our own instead of RocksDB's.
+// The memtable of the messages, state and dedup families: a skiplist of our own instead of
+// RocksDB's.
 //
 // Debian's librocksdb is built without NDEBUG, and its skiplist re-checks the whole remembered
 // search path on every insert: four key comparisons per level, each through two virtual calls.
-// Each produced message inserts its payload and its state record into these families and each
-// consumed message three more entries, so those checks were the largest CPU cost left on the
-// commit thread, which is what limits produce and consume (engine/README.md, "The messages and
-// state memtables are a skiplist of our own"). This skiplist is the textbook single-writer,
-// many-reader one; what it adds is a finger (the last insert's predecessor at every level), so an
-// insert next to the previous one costs a few comparisons instead of a search from the top, and a
-// comparison written for the one order it serves.
+// Each produced message inserts its payload and its state record (and a dedup key, if it has an
+// id) and each consumed message three more entries, so those checks were the largest CPU cost
+// left on the commit thread, which is what limits produce and consume (engine/README.md, "The
+// queue families' memtables are a skiplist of our own"). This skiplist is the textbook
+// single-writer, many-reader one; what it adds is a finger (the last insert's predecessor at
+// every level), so an insert next to the previous one costs a few comparisons instead of a
+// search from the top, and a comparison written for the one order it serves.
 //
 // Only for a column family whose comparator is RocksDB's default bytewise one, with
 // allow_concurrent_memtable_write off (StoreOptions). Internal to engine/.

@@ -95,13 +95,14 @@ std::vector<rocksdb::ColumnFamilyDescriptor> StoreFamilies() {
   rocksdb::ColumnFamilyOptions dedup = queue;
   rocksdb::ColumnFamilyOptions state = queue;
   // Within a queue, writes land (nearly) next to the previous one: new messages at the tail,
-  // leases and acks in lease order near the head. The messages and state memtables are a
-  // skiplist of our own that starts each insert from the previous one's place, without the
-  // assertions Debian's RocksDB runs on every insert into its own (engine/memtable.h;
-  // engine/README.md, "The messages and state memtables are a skiplist of our own"). Dedup
-  // keys are random within a queue and keep RocksDB's.
+  // leases and acks in lease order near the head. The memtables are a skiplist of our own that
+  // starts each insert from the previous one's place, without the assertions Debian's RocksDB
+  // runs on every insert into its own (engine/memtable.h; engine/README.md, "The queue
+  // families' memtables are a skiplist of our own"). Dedup keys are random within a queue, so
+  // the finger rarely helps there, but the assertions' cost goes all the same.
   queue.memtable_factory = NewFingerSkipListFactory();
   state.memtable_factory = queue.memtable_factory;
+  dedup.memtable_factory = queue.memtable_factory;
   return {{rocksdb::kDefaultColumnFamilyName, meta},
           {kMessagesFamily, queue},
           {kStateFamily, state},

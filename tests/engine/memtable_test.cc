@@ -1,6 +1,6 @@
-// Our own skiplist memtable, for the messages and state families (engine/memtable.h) against
-// RocksDB's: the same writes into two databases, one with each, and every read compared, while
-// every comparison inside ours is also made with RocksDB's comparator (check_order). Then
+// Our own skiplist memtable, for the messages, state and dedup families (engine/memtable.h),
+// against RocksDB's: the same writes into two databases, one with each, and every read compared,
+// while every comparison inside ours is also made with RocksDB's comparator (check_order). Then
 // concurrent readers while one thread writes, as the engine's Lease reads while the commit thread
 // writes.
 #include "engine/memtable.h"
@@ -94,20 +94,29 @@ std::vector<std::string> Around(rocksdb::DB* db, const std::string& target) {
   return out;
 }
 
-// Keys of both shapes: 16-byte message keys (queue id, seq), mostly written in order as a queue
-// writes them, and short strings over a tiny alphabet so that prefixes, empty keys and the
-// bytes 0x00 and 0xff meet the general comparison.
+// Keys of every shape: 16-byte message keys (queue id, seq), mostly written in order as a queue
+// writes them; dedup keys (a queue id and a client's id of 0 to 23 bytes); and short strings.
+// The variable parts are over a tiny alphabet, so that prefixes, empty keys and the bytes 0x00
+// and 0xff meet the general comparison.
 class KeyMaker {
  public:
   explicit KeyMaker(uint32_t seed) : rng_(seed) {}
   std::string Random() {
-    if (rng_() % 3 == 0) {
-      static const char kAlphabet[] = {'a', 'b', '\0', '\xff'};
-      std::string s(rng_() % 6, 'a');
-      for (char& c : s) c = kAlphabet[rng_() % 4];
-      return s;
+    static const char kAlphabet[] = {'a', 'b', '\0', '\xff'};
+    switch (rng_() % 4) {
+      case 0: {
+        std::string s(rng_() % 6, 'a');
+        for (char& c : s) c = kAlphabet[rng_() % 4];
+        return s;
+      }
+      case 1: {  // a dedup key: queue id, then a client's id of any length (16 bytes in all too)
+        std::string id(rng_() % 24, 'a');
+        for (char& c : id) c = kAlphabet[rng_() % 4];
+        return DedupKey(1 + rng_() % 2, id);
+      }
+      default:
+        return MessageKey(1 + rng_() % 3, rng_() % 400);
     }
-    return MessageKey(1 + rng_() % 3, rng_() % 400);
   }
   std::string NextTail(uint64_t queue) { return MessageKey(queue, tail_[queue % 4]++); }
   std::mt19937& rng() { return rng_; }

@@ -16,6 +16,8 @@ queue filled for consume) runs uninstrumented; callgrind_control switches counti
 measured part only and dumps the count of every thread of spoold. Workloads:
 
     produce    4 producers, Enqueue batches of 100
+    produce-dedup  the same, every message with a distinct dedup id (the dedup index is read
+               and written at every enqueue)
     produce1   64 single-message Enqueues in flight (a tenth of --messages)
     noop       64 grpc.health.v1.Health/Check calls in flight, as many as produce1's calls:
                what gRPC alone costs spoold per call (target 2's ceiling, counted)
@@ -39,6 +41,8 @@ BIN = os.path.join(ROOT, "build", "bin")
 WORKLOADS = {
     # name: (preparation args or None, measured args, messages divisor)
     "produce": (None, ["--workload", "produce", "--producers", "4", "--batch", "100"], 1),
+    "produce-dedup": (None, ["--workload", "produce", "--producers", "4", "--batch", "100",
+                             "--dedup-ids"], 1),
     "produce1": (None, ["--workload", "produce", "--producers", "1", "--inflight", "64",
                         "--batch", "1"], 10),
     "noop": (None, ["--workload", "noop", "--producers", "1", "--inflight", "64"], 10),
