@@ -74,8 +74,7 @@ rocksdb::DBOptions StoreOptions() {
   o.max_background_jobs = 2;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   // One commit thread writes every group, so RocksDB never has concurrent memtable writers to
-  // parallelise; and the memtables of the messages and state families (below) do not support
-  // them.
+  // parallelise; and our memtable of the queue families (below) does not support them.
   o.allow_concurrent_memtable_write = false;
   return o;
 }
