@@ -160,8 +160,6 @@ class FingerSkipList final : public rocksdb::MemTableRep {
   void Insert(rocksdb::KeyHandle handle) override {
     SPOOL_CHECK(InsertKey(handle), "a memtable entry was inserted twice");
   }
-  // The finger does what a hint would.
-  bool InsertKeyWithHint(rocksdb::KeyHandle handle, void**) override { return InsertKey(handle); }
 
   // Single writer (allow_concurrent_memtable_write is off); readers run concurrently and see a
   // node only once it is fully linked below the level they read (release here, acquire there).
