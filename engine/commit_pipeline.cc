@@ -1,5 +1,6 @@
 #include "engine/commit_pipeline.h"
 
+#include "engine/coding.h"
 #include "engine/strings.h"
 
 namespace spool::engine {
@@ -12,9 +13,35 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return absl::UnavailableError(msg);
 }
 
+void CommitPipeline::Group::AddToCounter(std::string key, int64_t delta) {
+  if (delta != 0) counters_[std::move(key)] += delta;
+}
+
+void CommitPipeline::Group::DropCounters(std::string_view prefix) {
+  auto it = counters_.lower_bound(std::string(prefix));
+  while (it != counters_.end() && std::string_view(it->first).starts_with(prefix)) {
+    it = counters_.erase(it);
+  }
+}
+
+void CommitPipeline::Group::WriteCounters(rocksdb::ColumnFamilyHandle* family) {
+  for (const auto& [key, sum] : counters_) {
+    if (sum != 0) batch_.Merge(family, key, EncodeInt64(sum));
+  }
+  counters_.clear();
+}
+
+void CommitPipeline::Group::Clear() {
+  batch_.Clear();
+  counters_.clear();
+}
+
 CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync,
+                               rocksdb::ColumnFamilyHandle* counter_family,
                                std::function<void(std::string_view)> at_point)
-    : db_(db), at_point_(std::move(at_point)) {
+    : db_(db),
+      counter_family_(counter_family ? counter_family : db->DefaultColumnFamily()),
+      at_point_(std::move(at_point)) {
   write_options_.sync = sync;
   thread_ = std::thread([this] { Run(); });
   completion_thread_ = std::thread([this] { Complete(); });
@@ -22,7 +49,7 @@ CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync,
 
 CommitPipeline::~CommitPipeline() { Stop(); }
 
-void CommitPipeline::Submit(absl::FunctionRef<void(rocksdb::WriteBatch&)> fill, Done done) {
+void CommitPipeline::Submit(absl::FunctionRef<void(Group&)> fill, Done done) {
   absl::MutexLock lock(&mu_);
   fill(forming_);
   forming_done_.push_back(std::move(done));
@@ -48,7 +75,7 @@ uint64_t CommitPipeline::groups_written() {
 }
 
 void CommitPipeline::Run() {
-  rocksdb::WriteBatch group;
+  Group group;
   std::vector<Done> group_done;
   for (;;) {
     absl::Status error;
@@ -66,17 +93,20 @@ void CommitPipeline::Run() {
         return;
       }
       group.Clear();
-      std::swap(group, forming_);
+      std::swap(group.batch_, forming_.batch_);
+      std::swap(group.counters_, forming_.counters_);
       group_done.swap(forming_done_);
       error = error_;
     }
-    if (error.ok() && group.Count() > 0) {
+    group.WriteCounters(counter_family_);
+    rocksdb::WriteBatch& batch = group.batch_;
+    if (error.ok() && batch.Count() > 0) {
       if (at_point_) at_point_("before-write");
-      error = FromRocks(db_->Write(write_options_, &group), "write");
+      error = FromRocks(db_->Write(write_options_, &batch), "write");
       if (at_point_ && error.ok()) at_point_("after-write");
     }
     absl::MutexLock lock(&mu_);
-    if (group.Count() > 0) ++groups_written_;
+    if (batch.Count() > 0) ++groups_written_;
     if (!error.ok() && error_.ok()) error_ = error;
     written_.emplace_back(std::move(group_done), error);
     group_done.clear();

@@ -10,6 +10,12 @@
 // submitted before it is durable. The engine submits while holding its own mutex, so log order
 // is decision order.
 //
+// Counters: an operation adds to int64 counters (Int64Add merge operands in one column family)
+// through its Group rather than its batch. A group's additions to one key are summed and
+// written as a single operand at the end of the group's batch: still in the same atomic write
+// as the changes they count, at one memtable entry per counter per group instead of one per
+// operation (a group of 30 single-message Enqueues moved the same counter 30 times).
+//
 // A failed write is sticky: its group's callbacks and every later one get the error, because
 // after a storage error RocksDB's state and the engine's memory may disagree; only a restart
 // (which rebuilds memory from disk) clears it.
@@ -22,6 +28,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -38,13 +45,36 @@ class CommitPipeline {
  public:
   using Done = std::function<void(const absl::Status&)>;
 
-  // at_point (may be empty) is called at the named points of TestHooks::at_point.
-  CommitPipeline(rocksdb::DB* db, bool sync,
+  // The group being formed, as an operation's fill sees it.
+  class Group {
+   public:
+    rocksdb::WriteBatch& batch() { return batch_; }
+    // Adds delta to the counter at key (in the pipeline's counter family).
+    void AddToCounter(std::string key, int64_t delta);
+    // Forgets this group's additions to keys that start with prefix. For an operation that
+    // deletes those counters in batch(): an addition made before it must not land after the
+    // deletion (the sums are written at the end of the batch).
+    void DropCounters(std::string_view prefix);
+
+   private:
+    friend class CommitPipeline;
+    // Appends one merge operand per counter moved, and forgets the sums.
+    void WriteCounters(rocksdb::ColumnFamilyHandle* family);
+    void Clear();
+
+    rocksdb::WriteBatch batch_;
+    absl::btree_map<std::string, int64_t> counters_;
+  };
+
+  // at_point (may be empty) is called at the named points of TestHooks::at_point. Counters go
+  // to counter_family (nullptr: the default family), whose merge operator must add
+  // little-endian int64 operands (EncodeInt64).
+  CommitPipeline(rocksdb::DB* db, bool sync, rocksdb::ColumnFamilyHandle* counter_family = nullptr,
                  std::function<void(std::string_view)> at_point = nullptr);
   ~CommitPipeline();  // Stop()s
 
-  // Appends fill's writes to the forming group and queues done. Never calls done inline.
-  void Submit(absl::FunctionRef<void(rocksdb::WriteBatch&)> fill, Done done);
+  // Adds fill's writes to the forming group and queues done. Never calls done inline.
+  void Submit(absl::FunctionRef<void(Group&)> fill, Done done);
 
   // Writes out everything submitted, runs every callback, and ends the thread. Idempotent.
   void Stop();
@@ -60,11 +90,12 @@ class CommitPipeline {
   void Complete();
 
   rocksdb::DB* const db_;
+  rocksdb::ColumnFamilyHandle* const counter_family_;
   rocksdb::WriteOptions write_options_;
   const std::function<void(std::string_view)> at_point_;
 
   absl::Mutex mu_;
-  rocksdb::WriteBatch forming_ ABSL_GUARDED_BY(mu_);
+  Group forming_ ABSL_GUARDED_BY(mu_);
   std::vector<Done> forming_done_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);

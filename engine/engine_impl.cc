@@ -243,7 +243,7 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshSplitLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the counter delta to the batch; the caller has already moved the in-memory value.
-  void MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c, int64_t delta);
+  void MergeCounter(CommitPipeline::Group& g, uint64_t queue_id, Counter c, int64_t delta);
   uint64_t AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -529,7 +529,7 @@ absl::Status EngineImpl::OpenStore() {
       std::make_unique<CommitPipeline>(db_.get(),
                                        options_.durability == Durability::kSync &&
                                            options_.test.mutation != Mutation::kReplyBeforeFsync,
-                                       options_.test.at_point);
+                                       default_cf_, options_.test.at_point);
   CheckClockAtOpenLocked();
   Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
           orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",
@@ -671,8 +671,9 @@ QueueInfo EngineImpl::InfoLocked(Queue& q, int64_t now) {
   return info;
 }
 
-void EngineImpl::MergeCounter(rocksdb::WriteBatch& b, uint64_t queue_id, Counter c, int64_t delta) {
-  if (delta != 0) b.Merge(default_cf_, CounterKey(queue_id, c), EncodeInt64(delta));
+void EngineImpl::MergeCounter(CommitPipeline::Group& g, uint64_t queue_id, Counter c,
+                              int64_t delta) {
+  g.AddToCounter(CounterKey(queue_id, c), delta);
 }
 
 uint64_t EngineImpl::AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation) {
@@ -748,7 +749,8 @@ absl::Status EngineImpl::SubmitAdminLocked(const std::string& name, const QueueC
   QueueInfo info = InfoLocked(*q, now);
   storage::QueueRecord record = ToRecord(q->id, q->name, q->config, q->create_time_ms);
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         if (!write) return;
         b.Put(default_cf_, QueueRecordKey(record.queue_id()), record.SerializeAsString());
         if (new_next_id) {
@@ -827,11 +829,15 @@ absl::Status EngineImpl::DeleteQueueLocked(const std::string& name, Callback<boo
   by_name_.erase(q->name);
   queues_.erase(id);  // q is gone from here on
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         std::string lo = QueueStart(id), hi = QueueStart(id + 1);
         b.DeleteRange(messages_cf_, lo, hi);
         b.DeleteRange(state_cf_, lo, hi);
         b.DeleteRange(dedup_cf_, lo, hi);
+        // Counters this group moved earlier are summed at the end of the batch, which
+        // would put them after this deletion.
+        g.DropCounters(CounterPrefix(id));
         b.DeleteRange(default_cf_, CounterPrefix(id), CounterPrefix(id + 1));
         b.Delete(default_cf_, QueueRecordKey(id));
       },
@@ -863,11 +869,12 @@ absl::Status EngineImpl::PurgeQueueLocked(const std::string& name, Callback<uint
   q.counters[static_cast<int>(Counter::kPurged)] += n;
   uint64_t id = q.id;
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         std::string lo = QueueStart(id), hi = QueueStart(id + 1);
         b.DeleteRange(messages_cf_, lo, hi);
         b.DeleteRange(state_cf_, lo, hi);
-        MergeCounter(b, id, Counter::kPurged, static_cast<int64_t>(n));
+        MergeCounter(g, id, Counter::kPurged, static_cast<int64_t>(n));
       },
       [n, done = std::move(done)](const absl::Status& s) {
         if (!s.ok()) return done(s);
@@ -996,7 +1003,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   q.counters[static_cast<int>(Counter::kEnqueued)] += fresh.size();
   q.counters[static_cast<int>(Counter::kDelivered)] += handed_off;
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         storage::MessageRecord record;
         std::string buf;
         for (size_t k = 0; k < fresh.size(); ++k) {
@@ -1029,8 +1037,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
             b.Put(dedup_cf_, DedupKey(q.id, e.dedup_id), d.SerializeAsString());
           }
         }
-        MergeCounter(b, q.id, Counter::kEnqueued, static_cast<int64_t>(fresh.size()));
-        if (handed_off > 0) MergeCounter(b, q.id, Counter::kDelivered, handed_off);
+        MergeCounter(g, q.id, Counter::kEnqueued, static_cast<int64_t>(fresh.size()));
+        if (handed_off > 0) MergeCounter(g, q.id, Counter::kDelivered, handed_off);
         if (reservation) {
           std::string v;
           AppendBigEndian64(&v, *reservation);
@@ -1106,7 +1114,8 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
   from.counters[static_cast<int>(out)] += n;
   to.counters[static_cast<int>(Counter::kEnqueued)] += n;
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         for (size_t k = 0; k < moves.size(); ++k) {
           std::string old_key = MessageKey(from.id, moves[k].seq);
           b.SingleDelete(messages_cf_, old_key);
@@ -1114,8 +1123,8 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
           b.Put(messages_cf_, moves[k].new_key, moves[k].record);
           b.Put(state_cf_, moves[k].new_key, states[k]);
         }
-        MergeCounter(b, from.id, out, n);
-        MergeCounter(b, to.id, Counter::kEnqueued, n);
+        MergeCounter(g, from.id, out, n);
+        MergeCounter(g, to.id, Counter::kEnqueued, n);
         if (reservation) {
           std::string v;
           AppendBigEndian64(&v, *reservation);
@@ -1191,12 +1200,13 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   }
   q.counters[static_cast<int>(Counter::kDelivered)] += take.size();
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         for (size_t k = 0; k < take.size(); ++k) {
           if (options_.test.mutation == Mutation::kNoPersistLeases) break;
           b.Put(state_cf_, MessageKey(q.id, take[k]), states[k]);
         }
-        MergeCounter(b, q.id, Counter::kDelivered, static_cast<int64_t>(take.size()));
+        MergeCounter(g, q.id, Counter::kDelivered, static_cast<int64_t>(take.size()));
       },
       [job](const absl::Status& s) {
         job->commit_status = s;
@@ -1346,7 +1356,7 @@ absl::Status EngineImpl::LeaseLocked(const LeaseRequest& request,
   } else if (!*job) {
     // Nothing to lease. Reply through the pipeline all the same, so the reply comes after any
     // dead-lettering this call decided is durable, as every other reply does.
-    pipeline_->Submit([](rocksdb::WriteBatch&) {},
+    pipeline_->Submit([](CommitPipeline::Group&) {},
                       [done = std::move(done)](const absl::Status& s) {
                         if (!s.ok()) return done(s);
                         done(std::vector<LeasedMessage>{});
@@ -1457,14 +1467,15 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
   std::vector<uint64_t> wake_queues;
   if (wake) wake_queues.push_back(q.id);
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         for (uint64_t seq : deleted) {
           std::string key = MessageKey(q.id, seq);
           b.SingleDelete(messages_cf_, key);
           b.Delete(state_cf_, key);
         }
         for (auto& [seq, state] : updated) b.Put(state_cf_, MessageKey(q.id, seq), state);
-        MergeCounter(b, q.id, Counter::kAcked, static_cast<int64_t>(deleted.size()));
+        MergeCounter(g, q.id, Counter::kAcked, static_cast<int64_t>(deleted.size()));
       },
       [this, outcomes = std::move(outcomes), wake_queues = std::move(wake_queues),
        done = std::move(done)](const absl::Status& s) mutable {
@@ -1611,11 +1622,12 @@ absl::Status EngineImpl::DeleteMessageLocked(const std::string& queue, const std
   q.messages.erase(it);
   q.counters[static_cast<int>(Counter::kDeleted)] += 1;
   pipeline_->Submit(
-      [&](rocksdb::WriteBatch& b) {
+      [&](CommitPipeline::Group& g) {
+        rocksdb::WriteBatch& b = g.batch();
         std::string key = MessageKey(q.id, *seq);
         b.SingleDelete(messages_cf_, key);
         b.Delete(state_cf_, key);
-        MergeCounter(b, q.id, Counter::kDeleted, 1);
+        MergeCounter(g, q.id, Counter::kDeleted, 1);
       },
       [done = std::move(done)](const absl::Status& s) {
         if (!s.ok()) return done(s);
@@ -1701,8 +1713,9 @@ void EngineImpl::WriteClockMarkLocked(int64_t now, int64_t steady) {
   mark.set_steady_us(steady);
   mark.set_boot_id(clock_->SteadyEpoch());
   std::string value = mark.SerializeAsString();
-  pipeline_->Submit([&](rocksdb::WriteBatch& b) { b.Put(default_cf_, kClockMarkKey, value); },
-                    [](const absl::Status&) {});
+  pipeline_->Submit(
+      [&](CommitPipeline::Group& g) { g.batch().Put(default_cf_, kClockMarkKey, value); },
+      [](const absl::Status&) {});
 }
 
 int64_t EngineImpl::TickInternal() {
@@ -1771,13 +1784,14 @@ int64_t EngineImpl::TickInternal() {
       }
       if (!expired.empty() || !forgotten.empty()) {
         pipeline_->Submit(
-            [&](rocksdb::WriteBatch& b) {
+            [&](CommitPipeline::Group& g) {
+              rocksdb::WriteBatch& b = g.batch();
               for (uint64_t seq : expired) {
                 std::string key = MessageKey(q.id, seq);
                 b.SingleDelete(messages_cf_, key);
                 b.Delete(state_cf_, key);
               }
-              MergeCounter(b, q.id, Counter::kExpired, static_cast<int64_t>(expired.size()));
+              MergeCounter(g, q.id, Counter::kExpired, static_cast<int64_t>(expired.size()));
               for (const std::string& dedup_id : forgotten) {
                 b.Delete(dedup_cf_, DedupKey(q.id, dedup_id));
               }

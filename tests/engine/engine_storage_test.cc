@@ -221,13 +221,14 @@ TEST(CommitPipelineTest, ConcurrentSubmissionsShareWritesAndKeepOrder) {
       for (int i = 0; i < kEach; ++i) {
         absl::MutexLock lock(&submit_mu);
         int n = next++;
-        pipeline.Submit([&](rocksdb::WriteBatch& b) { b.Put("k" + std::to_string(n), "v"); },
-                        [&, n](const absl::Status& s) {
-                          EXPECT_TRUE(s.ok());
-                          absl::MutexLock l(&order_mu);
-                          order.push_back(n);
-                          ++done;
-                        });
+        pipeline.Submit(
+            [&](CommitPipeline::Group& g) { g.batch().Put("k" + std::to_string(n), "v"); },
+            [&, n](const absl::Status& s) {
+              EXPECT_TRUE(s.ok());
+              absl::MutexLock l(&order_mu);
+              order.push_back(n);
+              ++done;
+            });
       }
     });
   }
@@ -238,6 +239,137 @@ TEST(CommitPipelineTest, ConcurrentSubmissionsShareWritesAndKeepOrder) {
   EXPECT_LT(pipeline.groups_written(), static_cast<uint64_t>(kThreads * kEach));
   std::string v;
   EXPECT_TRUE(db->Get({}, "k1599", &v).ok());
+}
+
+// A pipeline whose commit thread can be held before its next write, so that what is submitted
+// meanwhile forms one group; on a store whose default family adds int64 counters.
+class HeldPipeline {
+ public:
+  explicit HeldPipeline(const std::string& path) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.merge_operator = StoreFamilies()[0].options.merge_operator;
+    rocksdb::DB* raw;
+    EXPECT_TRUE(rocksdb::DB::Open(o, path, &raw).ok());
+    db.reset(raw);
+    pipeline = std::make_unique<CommitPipeline>(
+        db.get(), /*sync=*/false, nullptr, [this](std::string_view point) {
+          if (point != "before-write") return;
+          absl::MutexLock lock(&mu_);
+          ++writes_started_;
+          mu_.Await(absl::Condition(this, &HeldPipeline::ReleasedLocked));
+        });
+  }
+  ~HeldPipeline() {
+    Release();
+    pipeline->Stop();
+  }
+  // Holds the commit thread at its next write; returns once it is waiting there.
+  void HoldNextWrite(const std::function<void()>& submit_first) {
+    int before;
+    {
+      absl::MutexLock lock(&mu_);
+      held_ = true;
+      before = writes_started_;
+    }
+    submit_first();
+    absl::MutexLock lock(&mu_);
+    wait_for_ = before + 1;
+    mu_.Await(absl::Condition(this, &HeldPipeline::WriteStartedLocked));
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+  }
+  std::vector<std::string> Operands(const std::string& key) {
+    std::vector<rocksdb::PinnableSlice> slices(16);
+    rocksdb::GetMergeOperandsOptions options;
+    options.expected_max_number_of_operands = 16;
+    int n = 0;
+    rocksdb::Status s =
+        db->GetMergeOperands({}, db->DefaultColumnFamily(), key, slices.data(), &options, &n);
+    std::vector<std::string> out;
+    if (!s.ok()) return out;
+    for (int i = 0; i < n; ++i) out.push_back(slices[i].ToString());
+    return out;
+  }
+
+  std::unique_ptr<rocksdb::DB> db;
+  std::unique_ptr<CommitPipeline> pipeline;
+
+ private:
+  bool ReleasedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !held_; }
+  bool WriteStartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return writes_started_ >= wait_for_;
+  }
+
+  absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int writes_started_ ABSL_GUARDED_BY(mu_) = 0;
+  int wait_for_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST(CommitPipelineTest, AGroupWritesOneSumPerCounter) {
+  testing::TempDir dir;
+  HeldPipeline p(dir.path());
+  std::atomic<int> done{0};
+  auto count = [&](const absl::Status& s) {
+    EXPECT_TRUE(s.ok()) << s;
+    ++done;
+  };
+  p.HoldNextWrite(
+      [&] { p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("a", 1); }, count); });
+  // These three form the next group while the first is held.
+  for (int delta : {2, 3, -1}) {
+    p.pipeline->Submit(
+        [&](CommitPipeline::Group& g) {
+          g.AddToCounter("a", delta);
+          g.AddToCounter("b", 10);
+          g.batch().Put("k" + std::to_string(delta), "v");
+        },
+        count);
+  }
+  p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("c", 0); }, count);
+  p.Release();
+  p.pipeline->Stop();
+  EXPECT_EQ(done.load(), 5);
+  EXPECT_EQ(p.pipeline->groups_written(), 2u);
+  // One operand for the first group's 1 and one for the second group's 2 + 3 - 1.
+  EXPECT_EQ(p.Operands("a"), (std::vector<std::string>{EncodeInt64(1), EncodeInt64(4)}));
+  EXPECT_EQ(p.Operands("b"), (std::vector<std::string>{EncodeInt64(30)}));
+  std::string v;
+  ASSERT_TRUE(p.db->Get({}, "a", &v).ok());
+  EXPECT_EQ(DecodeInt64(v), 5);
+  EXPECT_TRUE(p.db->Get({}, "c", &v).IsNotFound());  // a zero sum writes nothing
+  EXPECT_TRUE(p.db->Get({}, "k3", &v).ok());
+}
+
+TEST(CommitPipelineTest, DroppedCountersDoNotOutliveTheirDeletionInTheSameGroup) {
+  testing::TempDir dir;
+  HeldPipeline p(dir.path());
+  auto ok = [](const absl::Status& s) { EXPECT_TRUE(s.ok()) << s; };
+  p.HoldNextWrite(
+      [&] { p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("q1/x", 1); }, ok); });
+  p.pipeline->Submit(
+      [](CommitPipeline::Group& g) {
+        g.AddToCounter("q1/x", 5);
+        g.AddToCounter("q1/y", 5);
+        g.AddToCounter("q2/x", 7);
+      },
+      ok);
+  p.pipeline->Submit(
+      [](CommitPipeline::Group& g) {  // deletes q1's counters, as DeleteQueue does
+        g.DropCounters("q1/");
+        g.batch().DeleteRange("q1/", "q10");
+      },
+      ok);
+  p.Release();
+  p.pipeline->Stop();
+  std::string v;
+  EXPECT_TRUE(p.db->Get({}, "q1/x", &v).IsNotFound());
+  EXPECT_TRUE(p.db->Get({}, "q1/y", &v).IsNotFound());
+  ASSERT_TRUE(p.db->Get({}, "q2/x", &v).ok());
+  EXPECT_EQ(DecodeInt64(v), 7);
 }
 
 }  // namespace
