@@ -1161,20 +1161,27 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   std::vector<uint64_t> take, dead;
   uint64_t bytes = 0;
   size_t scanned = 0;
+  bool skipped = false;  // an entry was passed over
+  bool head = true;      // what is taken is the head of the index, nothing passed over in it
   for (auto it = q.index.begin();
        it != q.index.end() && it->first <= now && take.size() < max && scanned < kMaxLeaseScan;
        ++it, ++scanned) {
     const MsgState& m = q.messages.at(it->second);
-    if (m.pending) continue;
+    if (m.pending) {
+      skipped = true;
+      continue;
+    }
     uint32_t dead_at = q.config.max_deliveries;
     if (options_.test.mutation == Mutation::kDeadLetterEarly && dead_at > 1) --dead_at;
     if (q.config.max_deliveries > 0 && m.delivery_count >= dead_at) {
       dead.push_back(it->second);
+      skipped = true;
       continue;
     }
     if (!take.empty() && bytes + m.size > kMaxResponseBytes) break;
     bytes += m.size;
     take.push_back(it->second);
+    if (skipped) head = false;
   }
 
   if (!dead.empty()) {
@@ -1190,12 +1197,26 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   job->messages.resize(take.size());
   job->found.assign(take.size(), false);
   std::vector<std::string> states(take.size());
+  // Nothing below adds to or removes from q.messages, so these stay valid.
+  std::vector<MsgState*> taken(take.size());
+  for (size_t k = 0; k < take.size(); ++k) taken[k] = &q.messages.at(take[k]);
+  // The usual case, a queue handing out its head: the entries leave the index as one range
+  // (dead-lettering above removed only entries after them), and come back with the same
+  // deadline in the same order, each right after the one before.
+  if (head) {
+    for (MsgState* m : taken) CountLocked(q, *m, -1);
+    auto end = q.index.begin();
+    std::advance(end, take.size());
+    q.index.erase(q.index.begin(), end);
+  } else {
+    for (size_t k = 0; k < take.size(); ++k) IndexRemoveLocked(q, take[k], *taken[k]);
+  }
+  auto hint = q.index.end();
   for (size_t k = 0; k < take.size(); ++k) {
-    uint64_t seq = take[k];
-    MsgState& m = q.messages.at(seq);
-    IndexRemoveLocked(q, seq, m);
-    job->messages[k] = MarkLeasedLocked(q.id, seq, m, visibility_ms, now);
-    IndexAddLocked(q, seq, m);
+    MsgState& m = *taken[k];
+    job->messages[k] = MarkLeasedLocked(q.id, take[k], m, visibility_ms, now);
+    hint = std::next(q.index.insert(hint, {m.visible_at, take[k]}));
+    CountLocked(q, m, +1);
     states[k] = ToRecord(m).SerializeAsString();
   }
   q.counters[static_cast<int>(Counter::kDelivered)] += take.size();

@@ -260,6 +260,40 @@ TEST_F(EngineTest, DeadLettersAfterMaxDeliveries) {
   EXPECT_FALSE(peek->messages[0].dead_letter_source_id.empty());
 }
 
+// A Lease takes the head of the queue as one block of the lease index, or, when it passes
+// over a message (here one it dead-letters), message by message; either way the index and the
+// ready/leased split must come out the same.
+TEST_F(EngineTest, LeasesPastADeadLetteredMessageKeepTheIndexInStep) {
+  Create("dlq");
+  QueueConfig c;
+  c.max_deliveries = 1;
+  c.dead_letter_queue = "dlq";
+  Create("jobs", c);
+  Send("jobs", {"poison"});
+  ASSERT_EQ(Payloads(Take("jobs", 1, 1'000)), (Strings{"poison"}));
+  Advance(1'000);                 // poison is ready again, with no deliveries left
+  Send("jobs", {"a", "b", "c"});  // ready as of now: after poison in the index
+  auto taken = Take("jobs", 2, 5'000);
+  EXPECT_EQ(Payloads(taken), (Strings{"a", "b"}));
+  QueueStats s = Stats("jobs");
+  EXPECT_EQ(s.total, 3u);
+  EXPECT_EQ(s.leased, 2u);
+  EXPECT_EQ(s.ready, 1u);
+  EXPECT_EQ(s.dead_lettered_total, 1u);
+  auto head = Take("jobs", 10, 5'000);  // the head block: c alone
+  EXPECT_EQ(Payloads(head), (Strings{"c"}));
+  EXPECT_EQ(Stats("jobs").leased, 3u);
+  EXPECT_EQ(AckOne("jobs", taken[1].receipt), Outcome::kOk);  // b
+  Advance(5'000);  // the other leases end: a and c are ready, with no deliveries left
+  s = Stats("jobs");
+  EXPECT_EQ(s.ready, 2u);
+  EXPECT_EQ(s.leased, 0u);
+  EXPECT_EQ(s.total, 2u);
+  EXPECT_TRUE(Take("jobs", 10).empty());  // both go to the dead-letter queue, in order
+  EXPECT_EQ(Stats("jobs").total, 0u);
+  EXPECT_EQ(Payloads(Take("dlq", 10)), (Strings{"poison", "a", "c"}));
+}
+
 TEST_F(EngineTest, DeadLetteringHappensOnLeaseExpiryToo) {
   Create("dlq");
   QueueConfig c;
