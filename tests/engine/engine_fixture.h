@@ -68,6 +68,14 @@ class EngineFixture : public ::testing::Test {
     EXPECT_TRUE(q.ok()) << q.status();
     return q.ok() ? *q : QueueInfo{};
   }
+  // Creates "dlq", then queue, which dead-letters into it after max_deliveries.
+  void CreateWithDeadLetters(const std::string& queue, uint32_t max_deliveries) {
+    Create("dlq");
+    QueueConfig c;
+    c.max_deliveries = max_deliveries;
+    c.dead_letter_queue = "dlq";
+    Create(queue, c);
+  }
   std::vector<std::string> Send(const std::string& queue, const std::vector<std::string>& payloads,
                                 std::optional<int64_t> delay_ms = std::nullopt) {
     std::vector<EnqueueEntry> entries;

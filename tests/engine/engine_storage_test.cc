@@ -9,6 +9,7 @@
 #include "engine/commit_pipeline.h"
 #include "engine/store.h"
 #include "rocksdb/perf_context.h"
+#include "tests/engine/commit_gate.h"
 #include "tests/engine/engine_fixture.h"
 
 namespace spool::engine {
@@ -252,34 +253,11 @@ class HeldPipeline {
     rocksdb::DB* raw;
     EXPECT_TRUE(rocksdb::DB::Open(o, path, &raw).ok());
     db.reset(raw);
-    pipeline = std::make_unique<CommitPipeline>(
-        db.get(), /*sync=*/false, nullptr, [this](std::string_view point) {
-          if (point != "before-write") return;
-          absl::MutexLock lock(&mu_);
-          ++writes_started_;
-          mu_.Await(absl::Condition(this, &HeldPipeline::ReleasedLocked));
-        });
+    pipeline = std::make_unique<CommitPipeline>(db.get(), /*sync=*/false, nullptr, gate.Hook());
   }
   ~HeldPipeline() {
-    Release();
+    gate.Release();
     pipeline->Stop();
-  }
-  // Holds the commit thread at its next write; returns once it is waiting there.
-  void HoldNextWrite(const std::function<void()>& submit_first) {
-    int before;
-    {
-      absl::MutexLock lock(&mu_);
-      held_ = true;
-      before = writes_started_;
-    }
-    submit_first();
-    absl::MutexLock lock(&mu_);
-    wait_for_ = before + 1;
-    mu_.Await(absl::Condition(this, &HeldPipeline::WriteStartedLocked));
-  }
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    held_ = false;
   }
   std::vector<std::string> Operands(const std::string& key) {
     std::vector<rocksdb::PinnableSlice> slices(16);
@@ -294,19 +272,9 @@ class HeldPipeline {
     return out;
   }
 
+  CommitGate gate;
   std::unique_ptr<rocksdb::DB> db;
   std::unique_ptr<CommitPipeline> pipeline;
-
- private:
-  bool ReleasedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !held_; }
-  bool WriteStartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return writes_started_ >= wait_for_;
-  }
-
-  absl::Mutex mu_;
-  bool held_ ABSL_GUARDED_BY(mu_) = false;
-  int writes_started_ ABSL_GUARDED_BY(mu_) = 0;
-  int wait_for_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 TEST(CommitPipelineTest, AGroupWritesOneSumPerCounter) {
@@ -317,7 +285,7 @@ TEST(CommitPipelineTest, AGroupWritesOneSumPerCounter) {
     EXPECT_TRUE(s.ok()) << s;
     ++done;
   };
-  p.HoldNextWrite(
+  p.gate.HoldWriteOf(
       [&] { p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("a", 1); }, count); });
   // These three form the next group while the first is held.
   for (int delta : {2, 3, -1}) {
@@ -330,7 +298,7 @@ TEST(CommitPipelineTest, AGroupWritesOneSumPerCounter) {
         count);
   }
   p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("c", 0); }, count);
-  p.Release();
+  p.gate.Release();
   p.pipeline->Stop();
   EXPECT_EQ(done.load(), 5);
   EXPECT_EQ(p.pipeline->groups_written(), 2u);
@@ -348,7 +316,7 @@ TEST(CommitPipelineTest, DroppedCountersDoNotOutliveTheirDeletionInTheSameGroup)
   testing::TempDir dir;
   HeldPipeline p(dir.path());
   auto ok = [](const absl::Status& s) { EXPECT_TRUE(s.ok()) << s; };
-  p.HoldNextWrite(
+  p.gate.HoldWriteOf(
       [&] { p.pipeline->Submit([](CommitPipeline::Group& g) { g.AddToCounter("q1/x", 1); }, ok); });
   p.pipeline->Submit(
       [](CommitPipeline::Group& g) {
@@ -363,7 +331,7 @@ TEST(CommitPipelineTest, DroppedCountersDoNotOutliveTheirDeletionInTheSameGroup)
         g.batch().DeleteRange("q1/", "q10");
       },
       ok);
-  p.Release();
+  p.gate.Release();
   p.pipeline->Stop();
   std::string v;
   EXPECT_TRUE(p.db->Get({}, "q1/x", &v).IsNotFound());

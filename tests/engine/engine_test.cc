@@ -231,11 +231,7 @@ TEST_F(EngineTest, OrderAfterRedeliveryFollowsVisibleTime) {
 }
 
 TEST_F(EngineTest, DeadLettersAfterMaxDeliveries) {
-  Create("dlq");
-  QueueConfig c;
-  c.max_deliveries = 2;
-  c.dead_letter_queue = "dlq";
-  Create("jobs", c);
+  CreateWithDeadLetters("jobs", 2);
   Send("jobs", {"poison", "fine"});
   for (int delivery = 1; delivery <= 2; ++delivery) {
     auto m = Take("jobs", 1, 1'000);
@@ -264,11 +260,7 @@ TEST_F(EngineTest, DeadLettersAfterMaxDeliveries) {
 // over a message (here one it dead-letters), message by message; either way the index and the
 // ready/leased split must come out the same.
 TEST_F(EngineTest, LeasesPastADeadLetteredMessageKeepTheIndexInStep) {
-  Create("dlq");
-  QueueConfig c;
-  c.max_deliveries = 1;
-  c.dead_letter_queue = "dlq";
-  Create("jobs", c);
+  CreateWithDeadLetters("jobs", 1);
   Send("jobs", {"poison"});
   ASSERT_EQ(Payloads(Take("jobs", 1, 1'000)), (Strings{"poison"}));
   Advance(1'000);                 // poison is ready again, with no deliveries left
@@ -295,11 +287,7 @@ TEST_F(EngineTest, LeasesPastADeadLetteredMessageKeepTheIndexInStep) {
 }
 
 TEST_F(EngineTest, DeadLetteringHappensOnLeaseExpiryToo) {
-  Create("dlq");
-  QueueConfig c;
-  c.max_deliveries = 1;
-  c.dead_letter_queue = "dlq";
-  Create("jobs", c);
+  CreateWithDeadLetters("jobs", 1);
   Send("jobs", {"x"});
   ASSERT_EQ(Take("jobs", 1, 1'000).size(), 1u);
   Advance(1'000);
@@ -615,11 +603,7 @@ TEST_F(EngineTest, LargeLeaseResponsesAreCappedButNeverEmpty) {
 }
 
 TEST_F(EngineTest, MoveMessagesRedrivesReadyMessagesWithFreshCounts) {
-  Create("dlq");
-  QueueConfig c;
-  c.max_deliveries = 1;
-  c.dead_letter_queue = "dlq";
-  Create("jobs", c);
+  CreateWithDeadLetters("jobs", 1);
   Send("jobs", {"a", "b", "c"});
   for (int i = 0; i < 3; ++i) NackOne("jobs", Take("jobs")[0].receipt);
   EXPECT_TRUE(Take("jobs", 10).empty());  // all three dead-lettered now

@@ -7,6 +7,7 @@
 #include "engine/coding.h"
 #include "engine/store.h"
 #include "rocksdb/db.h"
+#include "tests/engine/commit_gate.h"
 #include "tests/engine/engine_fixture.h"
 
 namespace spool::engine {
@@ -125,59 +126,28 @@ TEST_F(OfflineTest, VerifyFindsCountersThatDoNotAddUp) {
   EXPECT_NE(report->problems[0].find("counters say"), std::string::npos) << report->problems[0];
 }
 
-// The engine's commit thread can be held before a write, so that the operations submitted
+// An engine whose commit thread can be held before a write, so that the operations submitted
 // meanwhile share the next group.
 class HeldCommitTest : public EngineFixture {
  protected:
   Options MakeOptions() override {
     Options o = EngineFixture::MakeOptions();
-    o.test.at_point = [this](std::string_view point) {
-      if (point != "before-write") return;
-      absl::MutexLock lock(&mu_);
-      ++writes_started_;
-      mu_.Await(absl::Condition(this, &HeldCommitTest::ReleasedLocked));
-    };
+    o.test.at_point = gate_.Hook();
     return o;
   }
   void TearDown() override {
-    Release();
+    gate_.Release();
     EngineFixture::TearDown();
   }
-  // Runs submit with the commit thread held at the write it causes.
-  void HoldWriteOf(const std::function<void()>& submit) {
-    int before;
-    {
-      absl::MutexLock lock(&mu_);
-      held_ = true;
-      before = writes_started_;
-    }
-    submit();
-    absl::MutexLock lock(&mu_);
-    wait_for_ = before + 1;
-    mu_.Await(absl::Condition(this, &HeldCommitTest::WriteStartedLocked));
-  }
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    held_ = false;
-  }
 
- private:
-  bool ReleasedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !held_; }
-  bool WriteStartedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return writes_started_ >= wait_for_;
-  }
-
-  absl::Mutex mu_;
-  bool held_ ABSL_GUARDED_BY(mu_) = false;
-  int writes_started_ ABSL_GUARDED_BY(mu_) = 0;
-  int wait_for_ ABSL_GUARDED_BY(mu_) = 0;
+  CommitGate gate_;
 };
 
 TEST_F(HeldCommitTest, AQueueDeletedInTheGroupThatCountedItsMessagesLeavesNoCounters) {
   Create("keep");
   Create("gone");
   std::atomic<int> done{0};
-  HoldWriteOf([&] {
+  gate_.HoldWriteOf([&] {
     engine_->Enqueue("keep", {{"k", {}, std::nullopt, ""}}, [&](auto r) {
       EXPECT_TRUE(r.ok()) << r.status();
       ++done;
@@ -197,7 +167,7 @@ TEST_F(HeldCommitTest, AQueueDeletedInTheGroupThatCountedItsMessagesLeavesNoCoun
     EXPECT_TRUE(r.ok()) << r.status();
     ++done;
   });
-  Release();
+  gate_.Release();
   engine_.reset();  // closing writes out everything submitted
   EXPECT_EQ(done.load(), 4);
   auto report = VerifyStore(dir_.path());
