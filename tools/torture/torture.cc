@@ -148,8 +148,12 @@ struct Held {
 
 class Worker {
  public:
-  Worker(int id, int port, History* history, uint64_t seed)
+  // phase: which load this worker belongs to (one per --check-every phase); it goes into the
+  // uids a producer makes, so that no two phases enqueue messages the checker would take for
+  // one.
+  Worker(int id, int port, History* history, uint64_t seed, int phase = 0)
       : id_(id),
+        phase_(phase),
         port_(port),
         stub_(v1::QueueService::NewStub(Connect(port))),
         history_(history),
@@ -176,7 +180,9 @@ class Worker {
     e.set_queue(kQueue);
     int n = 1 + static_cast<int>(rng_() % 4);
     for (int i = 0; i < n; ++i) {
-      std::string uid = "p" + std::to_string(id_) + "-" + std::to_string(next_uid_++);
+      std::string uid = "p" + std::to_string(id_) +
+                        (phase_ > 0 ? "." + std::to_string(phase_) : std::string()) + "-" +
+                        std::to_string(next_uid_++);
       req.add_messages()->set_payload(MakePayload(uid, 16 + rng_() % 200, rng_()));
       e.add_uids(uid);
     }
@@ -343,6 +349,7 @@ class Worker {
 
  private:
   const int id_;
+  const int phase_;
   const int port_;
   int failures_ = 0;
   std::unique_ptr<v1::QueueService::Stub> stub_;
@@ -615,10 +622,10 @@ class Spoold {
 // Producers, consumers and the dead-letter reader, on threads, until Stop().
 class Load {
  public:
-  Load(const Flags& flags, int port, History* history, uint64_t seed) {
+  Load(const Flags& flags, int port, History* history, uint64_t seed, int phase) {
     for (int i = 0; i < flags.producers; ++i) {
-      threads_.emplace_back([this, i, port, history, seed] {
-        Worker w(i, port, history, seed + static_cast<uint64_t>(i));
+      threads_.emplace_back([this, i, port, history, seed, phase] {
+        Worker w(i, port, history, seed + static_cast<uint64_t>(i), phase);
         std::mt19937 pause(static_cast<uint32_t>(seed + static_cast<uint64_t>(i)));
         while (!stop_.load()) {
           w.Produce();
@@ -726,7 +733,7 @@ int Run(const Flags& flags) {
   int faults_started = 0;
   std::map<std::string, int> faults_fired;
   while (cycle < flags.cycles) {
-    if (!load) load = std::make_unique<Load>(flags, spoold.port(), &history, rng());
+    if (!load) load = std::make_unique<Load>(flags, spoold.port(), &history, rng(), cycle / phase);
     // One cycle: up for a random while, then killed (at random, or at a crash point it was
     // started with). With a storage fault, until the fault has shown and been checked.
     int64_t up = flags.uptime_min_ms +
