@@ -142,12 +142,22 @@ namespace {
 struct LeaseJob {
   uint64_t queue_id = 0;
   std::vector<uint64_t> seqs;
-  std::vector<LeasedMessage> messages;  // without payloads until read
+  std::vector<uint32_t> lease_gens;
+  std::vector<LeasedMessage> messages;  // without ids, receipts and payloads until filled in
   std::vector<bool> found;
   Callback<std::vector<LeasedMessage>> done;
   absl::Status commit_status;
   absl::Status read_status;
   std::atomic<int> remaining{2};
+
+  // The messages' ids and signed receipts. Outside the engine's lock: signing is most of what
+  // a Lease of many messages would otherwise hold it for.
+  void IdentifyMessages(const ReceiptSigner& signer) {
+    for (size_t k = 0; k < messages.size(); ++k) {
+      messages[k].message_id = FormatMessageId(seqs[k]);
+      messages[k].receipt = signer.Sign({queue_id, seqs[k], lease_gens[k]});
+    }
+  }
 
   void PartDone() {
     if (remaining.fetch_sub(1) != 1) return;
@@ -248,9 +258,8 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Marks m leased to a new holder for visibility_ms from now; returns what the holder gets,
-  // without the payload.
-  LeasedMessage MarkLeasedLocked(uint64_t queue_id, uint64_t seq, MsgState& m,
-                                 int64_t visibility_ms, int64_t now)
+  // without its id, receipt (LeaseJob::IdentifyMessages) and payload.
+  LeasedMessage MarkLeasedLocked(MsgState& m, int64_t visibility_ms, int64_t now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Leases up to max messages of q (dead-lettering those past max_deliveries on the way) and
   // submits the writes. Returns nullptr when nothing was leased.
@@ -282,9 +291,10 @@ class EngineImpl final : public Engine {
   // the commit pipeline.
   void ReceiptCall(ReceiptOp op, std::string queue, std::vector<std::string> receipts,
                    int64_t duration_ms, Callback<std::vector<ReceiptOutcome>> done);
+  // receipts: what each receipt says, or nullopt for one that is not ours (ReceiptSigner).
   absl::Status ReceiptCallLocked(ReceiptOp op, std::string_view queue,
-                                 const std::vector<std::string>& receipts, int64_t duration_ms,
-                                 Callback<std::vector<ReceiptOutcome>>& done)
+                                 const std::vector<std::optional<ReceiptFields>>& receipts,
+                                 int64_t duration_ms, Callback<std::vector<ReceiptOutcome>>& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SubmitAdmin(std::string name, QueueConfig config, bool create, Callback<QueueInfo> done);
   absl::Status SubmitAdminLocked(const std::string& name, const QueueConfig& c, bool create,
@@ -328,6 +338,7 @@ class EngineImpl final : public Engine {
   rocksdb::ColumnFamilyHandle* state_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* dedup_cf_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  // Set at open and only read after: used without mu_ (its methods are const and thread-safe).
   std::unique_ptr<ReceiptSigner> signer_;
   std::unique_ptr<CommitPipeline> pipeline_;
 
@@ -982,8 +993,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
         LeaseJob& job = *handoffs.back();
         job.seqs.push_back(seq);
         job.found.push_back(true);
-        LeasedMessage& out =
-            job.messages.emplace_back(MarkLeasedLocked(q.id, seq, m, taker_visibility, now));
+        LeasedMessage& out = job.messages.emplace_back(MarkLeasedLocked(m, taker_visibility, now));
+        job.lease_gens.push_back(m.lease_gen);
         out.payload = e.payload;
         out.attributes = e.attributes;
         ++handed_off;
@@ -1049,6 +1060,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
        handoffs = std::move(handoffs), done = std::move(done)](const absl::Status& s) mutable {
         AfterCommit(s, activate, {});
         for (auto& job : handoffs) {
+          job->IdentifyMessages(*signer_);
           job->commit_status = s;
           job->PartDone();
         }
@@ -1138,17 +1150,14 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
       });
 }
 
-LeasedMessage EngineImpl::MarkLeasedLocked(uint64_t queue_id, uint64_t seq, MsgState& m,
-                                           int64_t visibility_ms, int64_t now) {
+LeasedMessage EngineImpl::MarkLeasedLocked(MsgState& m, int64_t visibility_ms, int64_t now) {
   ++m.delivery_count;
   ++m.lease_gen;
   m.leased = true;
   m.visible_at =
       now + (options_.test.mutation == Mutation::kLeaseIgnoresDeadline ? visibility_ms / 4
                                                                        : visibility_ms);
-  LeasedMessage out;
-  out.message_id = FormatMessageId(seq);
-  out.receipt = signer_->Sign({queue_id, seq, m.lease_gen});
+  LeasedMessage out;  // its id and receipt: LeaseJob::IdentifyMessages, outside the lock
   out.delivery_count = m.delivery_count;
   out.enqueue_time_ms = m.enqueue_time;
   out.lease_deadline_ms = m.visible_at;
@@ -1195,6 +1204,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   job->done = std::move(done);
   job->seqs = take;
   job->messages.resize(take.size());
+  job->lease_gens.resize(take.size());
   job->found.assign(take.size(), false);
   std::vector<std::string> states(take.size());
   // Nothing below adds to or removes from q.messages, so these stay valid.
@@ -1214,7 +1224,8 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   auto hint = q.index.end();
   for (size_t k = 0; k < take.size(); ++k) {
     MsgState& m = *taken[k];
-    job->messages[k] = MarkLeasedLocked(q.id, take[k], m, visibility_ms, now);
+    job->messages[k] = MarkLeasedLocked(m, visibility_ms, now);
+    job->lease_gens[k] = m.lease_gen;
     hint = std::next(q.index.insert(hint, {m.visible_at, take[k]}));
     CountLocked(q, m, +1);
     states[k] = ToRecord(m).SerializeAsString();
@@ -1237,6 +1248,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
 }
 
 void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
+  job->IdentifyMessages(*signer_);
   size_t n = job->seqs.size();
   {
     // Pinned values must be released before the store can close: all of it under db_mu_.
@@ -1424,16 +1436,18 @@ void EngineImpl::ReceiptCall(ReceiptOp op, std::string queue, std::vector<std::s
                              int64_t duration_ms, Callback<std::vector<ReceiptOutcome>> done) {
   absl::Status error = ValidateReceiptCount(receipts.size());
   if (error.ok()) {
+    // Checking the signatures needs no lock, and is most of what the call would hold it for.
+    std::vector<std::optional<ReceiptFields>> fields(receipts.size());
+    for (size_t i = 0; i < receipts.size(); ++i) fields[i] = signer_->Verify(receipts[i]);
     absl::MutexLock lock(&mu_);
-    error = ReceiptCallLocked(op, queue, receipts, duration_ms, done);
+    error = ReceiptCallLocked(op, queue, fields, duration_ms, done);
   }
   if (!error.ok()) done(error);
 }
 
-absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
-                                           const std::vector<std::string>& receipts,
-                                           int64_t duration_ms,
-                                           Callback<std::vector<ReceiptOutcome>>& done) {
+absl::Status EngineImpl::ReceiptCallLocked(
+    ReceiptOp op, std::string_view queue, const std::vector<std::optional<ReceiptFields>>& receipts,
+    int64_t duration_ms, Callback<std::vector<ReceiptOutcome>>& done) {
   if (closed_) return Closing();
   auto found = FindLocked(queue);
   if (!found.ok()) return found.status();
@@ -1445,7 +1459,7 @@ absl::Status EngineImpl::ReceiptCallLocked(ReceiptOp op, std::string_view queue,
   std::vector<std::pair<uint64_t, std::string>> updated;  // seq, new state record
   bool wake = false;
   for (size_t i = 0; i < receipts.size(); ++i) {
-    std::optional<ReceiptFields> f = signer_->Verify(receipts[i]);
+    const std::optional<ReceiptFields>& f = receipts[i];
     if (!f || f->queue_id != q.id) {
       outcomes[i].outcome = Outcome::kInvalidReceipt;
       continue;
