@@ -252,7 +252,8 @@ class EngineImpl final : public Engine {
   void IndexRemoveLocked(Queue& q, uint64_t seq, const MsgState& m)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshSplitLocked(Queue& q, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the counter delta to the batch; the caller has already moved the in-memory value.
+  // Adds the counter delta to the group, which sums each counter's deltas into one operand;
+  // the caller has already moved the in-memory value.
   void MergeCounter(CommitPipeline::Group& g, uint64_t queue_id, Counter c, int64_t delta);
   uint64_t AllocSeqsLocked(uint64_t n, std::optional<uint64_t>* new_reservation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
