@@ -61,8 +61,10 @@ class HistoryBuilder {
     }
     return *this;
   }
-  HistoryBuilder& UnknownLease(int64_t t0, int64_t t1) {
-    Add("lease", t0, t1, "unknown").set_queue(kQ);
+  HistoryBuilder& UnknownLease(int64_t t0, int64_t t1, int64_t vt_ms = 0) {
+    Event& e = Add("lease", t0, t1, "unknown");
+    e.set_queue(kQ);
+    e.set_visibility_ms(vt_ms);
     return *this;
   }
   // type: ack, nack, extend; result: OK, LEASE_LOST, or "" with call outcome unknown.
@@ -358,6 +360,29 @@ TEST(CheckerTest, L1UnackedMessageMustComeBack) {
       .Lease(3000, 3001, 1000, {{"a", 2}});
   restarted.Use("ack", 3010, 3011, {"a", 2}, "OK").DrainEnd(3100);
   EXPECT_EQ(restarted.Rules(), Rules{});
+}
+
+// A Lease whose reply was lost in a crash can take the message as its lease ends; the message
+// is then hidden for that Lease's visibility timeout, and the next delivery seen skips a count.
+TEST(CheckerTest, L1AllowsForALeaseWhoseReplyWasLost) {
+  auto history = [](int64_t lost_vt_ms, uint32_t next_count) {
+    HistoryBuilder h;
+    h.Enqueue("a", 0)
+        .Lease(10, 11, 1000, {{"a", 1}})
+        .UnknownLease(900, 1012, lost_vt_ms)  // waiting when the lease ended; then a crash
+        .Crash(1011, 1012)
+        .Start(1012)
+        .Ready(1100, 0)
+        .LoadStop(1200)
+        .Lease(2900, 2950, 1000, {{"a", next_count}});
+    h.Use("ack", 2960, 2961, {"a", next_count}, "OK").DrainEnd(3000);
+    return h.Rules();
+  };
+  EXPECT_EQ(history(2000, 3), Rules{});  // hidden until 3012 at the latest: in time
+  // Too late even for the lost lease.
+  EXPECT_EQ(history(500, 3), Rules{"L1"});
+  // No count was skipped: nothing hid it, so 2950 is late (due 1100 + 1 s).
+  EXPECT_EQ(history(2000, 2), Rules{"L1"});
 }
 
 TEST(CheckerTest, L2FirstLeaseAfterRestart) {

@@ -412,8 +412,18 @@ class Checker {
         // Already dead-lettered (after a delivery whose reply was lost): the dead-letter
         // queue's own deliveries are judged on their own.
         if (queue == o_.queue && deliveries_.contains({dlq_, uid})) continue;
-        int64_t due =
-            std::max(VisibleAgain(queue, uid, *last).second, restart) + o_.liveness_grace_us;
+        auto [visible_from, visible_by] = VisibleAgain(queue, uid, *last);
+        int64_t due = std::max(visible_by, restart) + o_.liveness_grace_us;
+        // A Lease whose reply was lost in a crash may have taken the message once it was
+        // visible again (the next delivery seen then skips a count): it stayed hidden until
+        // that lease ended, at the latest the call's end plus its visibility timeout.
+        int64_t hidden_due = due;
+        for (const Event* e : unknown_leases_[queue]) {
+          if (e->complete_us() >= visible_from - o_.slack_us && e->invoke_us() <= due) {
+            hidden_due = std::max(
+                hidden_due, e->complete_us() + e->visibility_ms() * 1000 + o_.liveness_grace_us);
+          }
+        }
         bool to_dlq = queue == o_.queue && max_deliveries_ > 0 && last->count >= max_deliveries_;
         const std::vector<Deliv>* next = nullptr;
         if (to_dlq) {
@@ -425,7 +435,8 @@ class Checker {
         bool came = false;
         if (next != nullptr) {
           for (const Deliv& d : *next) {
-            if ((to_dlq || d.count > last->count) && d.complete() <= due) came = true;
+            int64_t by = !to_dlq && d.count > last->count + 1 ? hidden_due : due;
+            if ((to_dlq || d.count > last->count) && d.complete() <= by) came = true;
           }
         }
         if (!came) {

@@ -14,7 +14,9 @@
 //   S8  a nacked message is not delivered before its nack delay
 //   S9  dead-lettering happens exactly after the max_deliveries-th delivery ends unacked
 //   L1  after the load stops, every message not acked and not dead-lettered is delivered again
-//       within its lease deadline (or nack delay) plus restart downtime plus 1 s
+//       within its lease deadline (or nack delay) plus restart downtime plus 1 s; if the next
+//       delivery seen skips a count, a Lease whose reply was lost may have held it until that
+//       call's end plus its visibility timeout, plus 1 s
 //   L2  after each restart, the first lease on a queue with ready messages succeeds within 1 s
 // A call whose outcome is unknown may or may not have happened; the checker allows both, but
 // a call made entirely while spoold was down (between a crash and the next start) cannot have
