@@ -1169,6 +1169,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
                                                    int64_t now,
                                                    Callback<std::vector<LeasedMessage>> done) {
   std::vector<uint64_t> take, dead;
+  std::vector<MsgState*> taken;  // the states of take, found by the scan
   uint64_t bytes = 0;
   size_t scanned = 0;
   bool skipped = false;  // an entry was passed over
@@ -1176,7 +1177,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   for (auto it = q.index.begin();
        it != q.index.end() && it->first <= now && take.size() < max && scanned < kMaxLeaseScan;
        ++it, ++scanned) {
-    const MsgState& m = q.messages.at(it->second);
+    MsgState& m = q.messages.at(it->second);
     if (m.pending) {
       skipped = true;
       continue;
@@ -1191,12 +1192,15 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     if (!take.empty() && bytes + m.size > kMaxResponseBytes) break;
     bytes += m.size;
     take.push_back(it->second);
+    taken.push_back(&m);
     if (skipped) head = false;
   }
 
   if (!dead.empty()) {
     MoveLocked(q, *by_name_.at(q.config.dead_letter_queue), dead, now, MoveKind::kDeadLetter,
                nullptr, nullptr);
+    // Removing the dead from q.messages may have moved the others' states.
+    for (size_t k = 0; k < take.size(); ++k) taken[k] = &q.messages.at(take[k]);
   }
   if (take.empty()) return nullptr;
 
@@ -1208,9 +1212,7 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
   job->lease_gens.resize(take.size());
   job->found.assign(take.size(), false);
   std::vector<std::string> states(take.size());
-  // Nothing below adds to or removes from q.messages, so these stay valid.
-  std::vector<MsgState*> taken(take.size());
-  for (size_t k = 0; k < take.size(); ++k) taken[k] = &q.messages.at(take[k]);
+  // Nothing below adds to or removes from q.messages, so taken stays valid.
   // The usual case, a queue handing out its head: the entries leave the index as one range
   // (dead-lettering above removed only entries after them), and come back with the same
   // deadline in the same order, each right after the one before.
