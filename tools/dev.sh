@@ -12,6 +12,8 @@
 #   tools/dev.sh torture [CYCLES]     crash torture, long mode: CYCLES (500) kill -9 cycles with
 #                                     storage faults and the history checker (README
 #                                     "Reliability"); CI runs the short mode (ctest -L torture)
+#   tools/dev.sh peers [peers.py flags]  Spool beside Redis and PostgreSQL on this machine
+#                                     (tools/bench/peers.py; BENCHMARKS.md, "The durable peers")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,9 @@ PACKAGES=(
 # libclang-rt-14-dev above brings fuzzer/FuzzedDataProvider.h, which the ordinary build needs to
 # replay the fuzz corpus; the fuzzing itself (tools/dev.sh fuzz) also needs the compiler.
 FUZZ_PACKAGES=(clang-14)
+# tools/bench/peers.py measures Spool beside these peers; the test command installs them for
+# its smoke test (peers_test). peers.py starts its own servers in temporary directories.
+PEER_PACKAGES=(redis-server postgresql-15)
 
 setup() {
   local missing=()
@@ -104,7 +109,7 @@ case "${1:-}" in
     ;;
   test)
     shift
-    setup "${FUZZ_PACKAGES[@]}"; build
+    setup "${FUZZ_PACKAGES[@]}" "${PEER_PACKAGES[@]}"; build
     ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
     echo "dev.sh: the unit, storage and integration tests under ASan and UBSan"
     sanitize_build engine_unit_test engine_test server_test spoolctl_unit_test \
@@ -129,8 +134,13 @@ case "${1:-}" in
     setup; build
     exec build/bin/spool-torture --cycles "$cycles" --storage-fault-share 0.1 --max-seconds 7200
     ;;
+  peers)
+    shift
+    setup "${PEER_PACKAGES[@]}"; build
+    exec tools/bench/peers.py "$@"
+    ;;
   *)
-    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | sanitize | fuzz [SECONDS] | torture [CYCLES] | setup | build" >&2
+    echo "usage: tools/dev.sh run [spoold flags] | test [ctest flags] | sanitize | fuzz [SECONDS] | torture [CYCLES] | peers [flags] | setup | build" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""tools/bench/peers.py must keep working, and its end-state checks must be able to fail.
+
+A short run of all three systems (the test command installs Redis and PostgreSQL), then, for
+each system, a server with a known number of messages whose check is given a wrong count: a
+check that accepted it would let a benchmark that lost or repeated messages report a rate.
+Never the figures: performance is measured by running peers.py, not by tests.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+SOURCE = os.environ.get("SPOOL_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+PEERS = os.path.join(SOURCE, "tools", "bench", "peers.py")
+
+spec = importlib.util.spec_from_file_location("peers", PEERS)
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+
+
+class PeersTest(unittest.TestCase):
+    def test_a_short_run_of_every_system(self):
+        out = subprocess.run(["/usr/bin/python3", PEERS, "--runs", "1", "--messages", "4000",
+                              "--max-seconds", "60", "--require-all", "--json"],
+                             capture_output=True, text=True, timeout=240)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        runs = json.loads(out.stdout)
+        self.assertEqual(sorted(runs), ["postgres", "redis", "spool"])
+        for system, results in runs.items():
+            self.assertEqual(len(results), 1, system)
+            self.assertGreater(results[0]["produce"], 0, system)
+            self.assertGreater(results[0]["consume"], 0, system)
+
+    def test_checks_refuse_a_wrong_count(self):
+        payload = peers.text_payload(256)
+        for name, cls in peers.SYSTEMS.items():
+            with self.subTest(system=name):
+                tmp = tempfile.mkdtemp(prefix=f"peers-test-{name}-")
+                server = None
+                try:
+                    server = cls(tmp, payload)
+                    server.produce(800, 100, 60)
+                    server.check(800, 0)
+                    with self.assertRaises(RuntimeError):
+                        server.check(801, 0)  # one message lost
+                    server.consume(800, 100, 60)
+                    server.check(800, 800)
+                    with self.assertRaises(RuntimeError):
+                        server.check(800, 799)  # one consumed twice, or one left behind
+                finally:
+                    if server:
+                        server.stop()
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_messages_must_fill_whole_batches(self):
+        out = subprocess.run(["/usr/bin/python3", PEERS, "--messages", "1001", "--only", "spool"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("--messages must be a positive multiple of 400", out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
