@@ -29,9 +29,10 @@ PACKAGES=(
 # libclang-rt-14-dev above brings fuzzer/FuzzedDataProvider.h, which the ordinary build needs to
 # replay the fuzz corpus; the fuzzing itself (tools/dev.sh fuzz) also needs the compiler.
 FUZZ_PACKAGES=(clang-14)
-# tools/bench/peers.py measures Spool beside these peers; the test command installs them for
-# its smoke test (peers_test). peers.py starts its own servers in temporary directories.
-PEER_PACKAGES=(redis-server postgresql-15)
+# tools/bench/peers.py and peers_latency.py measure Spool beside these peers (the latter with
+# Redis's Python client); the test command installs them for their smoke test (peers_test).
+# The scripts start servers of their own in temporary directories.
+PEER_PACKAGES=(redis-server postgresql-15 python3-redis)
 
 setup() {
   local missing=()

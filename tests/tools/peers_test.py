@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""tools/bench/peers.py must keep working, and its end-state checks must be able to fail.
+"""tools/bench/peers.py and peers_latency.py must keep working, and peers.py's end-state checks
+must be able to fail.
 
 A short run of all three systems (the test command installs Redis and PostgreSQL), then, for
 each system, a server with a known number of messages whose check is given a wrong count: a
@@ -16,6 +17,7 @@ import unittest
 
 SOURCE = os.environ.get("SPOOL_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 PEERS = os.path.join(SOURCE, "tools", "bench", "peers.py")
+LATENCY = os.path.join(SOURCE, "tools", "bench", "peers_latency.py")
 
 spec = importlib.util.spec_from_file_location("peers", PEERS)
 peers = importlib.util.module_from_spec(spec)
@@ -55,6 +57,18 @@ class PeersTest(unittest.TestCase):
                     if server:
                         server.stop()
                     shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_a_short_latency_run(self):
+        # peers_latency.py fails a run in which a message sent is not received exactly once.
+        out = subprocess.run(["/usr/bin/python3", LATENCY, "--runs", "1", "--seconds", "1",
+                              "--rate", "200", "--json"],
+                             capture_output=True, text=True, timeout=240)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        runs = json.loads(out.stdout)
+        self.assertEqual(sorted(runs), ["redis", "spool", "spool-bench"])
+        for name, results in runs.items():
+            r = results[0]
+            self.assertTrue(0 < r["p50"] <= r["p99"] <= r["p999"] <= r["max"], (name, r))
 
     def test_messages_must_fill_whole_batches(self):
         out = subprocess.run(["/usr/bin/python3", PEERS, "--messages", "1001", "--only", "spool"],

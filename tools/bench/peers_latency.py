@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""End-to-end latency of Spool and Redis on this machine, under one Python harness: target 4's
+load (a steady 1,000 msg/s, 4 consumers long-polling, the enqueue and the delivery both
+fsynced), to tell how much of target 4's p99 this machine allows any durable queue.
+
+    tools/bench/peers_latency.py                    # 3 runs of each, 10 s each
+    tools/bench/peers_latency.py --runs 1 --seconds 2
+
+Both systems get the same client code, written in Python (Debian's python3-grpcio and
+python3-redis), so both pay the same harness: one sender process whose 4 threads send message
+i at its scheduled time start + i / rate (a late send is counted from the time it was due, so
+a stall is not hidden), and 4 consumer processes that each long-poll for up to 10 messages,
+take the time, and acknowledge. Latency = the time a consumer holds the message minus its
+scheduled send time (CLOCK_MONOTONIC, shared by the processes).
+
+  Spool: Enqueue of one message; Lease (max 10, wait 1 s), then Ack.
+  Redis 7.0 streams with appendonly yes, appendfsync always: XADD; XREADGROUP BLOCK 1000
+  COUNT 10, then XACK. Redis writes the delivery (the consumer group's pending entry) to its
+  append-only file and fsyncs it before replying, as Spool fsyncs the lease.
+
+Each run also measures Spool with spool-bench's C++ client (target 4's own command), so the
+harness's share shows. Servers are started fresh on 127.0.0.1 by tools/bench/peers.py's
+classes and stopped at the end of each run.
+"""
+import argparse
+import multiprocessing
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+import json
+import shutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+
+
+def spool_stubs(out_dir):
+    peers.run(["protoc", f"--proto_path={peers.ROOT}/proto", f"--python_out={out_dir}",
+               f"--grpc_out={out_dir}", "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+               f"{peers.ROOT}/proto/spool/v1/queue.proto"], 60)
+    for d in ("spool", "spool/v1"):
+        open(os.path.join(out_dir, d, "__init__.py"), "a").close()
+
+
+class SpoolClient:
+    def __init__(self, where):
+        address, stubs = where
+        sys.path.insert(0, stubs)
+        import grpc
+        from google.protobuf import duration_pb2
+        from spool.v1 import queue_pb2 as pb
+        from spool.v1 import queue_pb2_grpc as pb_grpc
+        self.pb = pb
+        self.stub = pb_grpc.QueueServiceStub(grpc.insecure_channel(address))
+        self.visibility = duration_pb2.Duration(seconds=60)
+        self.wait = duration_pb2.Duration(seconds=1)
+
+    def send(self, payload):
+        self.stub.Enqueue(self.pb.EnqueueRequest(
+            queue="bench", messages=[self.pb.EnqueueEntry(payload=payload)]))
+
+    def take(self, n):
+        got = self.stub.Lease(self.pb.LeaseRequest(queue="bench", max_messages=n,
+                                                   visibility_timeout=self.visibility,
+                                                   wait_time=self.wait))
+        return [(m.payload, m.receipt) for m in got.messages]
+
+    def ack(self, tokens):
+        self.stub.Ack(self.pb.AckRequest(queue="bench", receipts=tokens))
+
+
+class RedisClient:
+    def __init__(self, where):
+        import redis
+        self.client = redis.Redis(port=where[0])
+        self.me = f"c{os.getpid()}"
+
+    def send(self, payload):
+        self.client.xadd("bench", {"p": payload})
+
+    def take(self, n):
+        got = self.client.xreadgroup("workers", self.me, {"bench": ">"}, count=n, block=1000)
+        return [(fields[b"p"], i) for i, fields in got[0][1]] if got else []
+
+    def ack(self, tokens):
+        self.client.xack("bench", "workers", *tokens)
+
+
+CLIENTS = {"spool": SpoolClient, "redis": RedisClient}
+
+
+def sender(system, where, rate, count, payload_bytes, start):
+    threads = 4
+
+    def send_every(k):
+        client = CLIENTS[system](where)
+        for i in range(k, count, threads):
+            due = start + i / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            client.send(struct.pack("<d", due).ljust(payload_bytes, b"."))
+    workers = [threading.Thread(target=send_every, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def consumer(system, where, until, results):
+    client = CLIENTS[system](where)
+    seen = []
+    while time.monotonic() < until:
+        got = client.take(10)
+        now = time.monotonic()
+        if got:
+            seen.extend(now - struct.unpack("<d", payload[:8])[0] for payload, _ in got)
+            client.ack([token for _, token in got])
+    results.put(seen)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def harness(system, where, server_pid, args):
+    ctx = multiprocessing.get_context("spawn")  # gRPC's Python library must not be forked
+    count = int(args.rate * args.seconds)
+    start = time.monotonic() + 2.0  # time for the processes to start and connect
+    results = ctx.Queue()
+    until = start + args.seconds + 3.0
+    consumers = [ctx.Process(target=consumer, args=(system, where, until, results))
+                 for _ in range(4)]
+    for c in consumers:
+        c.start()
+    send = ctx.Process(target=sender, args=(system, where, args.rate, count, args.payload_bytes,
+                                            start))
+    cpu = cpu_seconds(server_pid)
+    send.start()
+    send.join(timeout=args.seconds + 60)
+    seen = []
+    for _ in consumers:
+        seen.extend(results.get(timeout=60))
+    for c in consumers:
+        c.join()
+    cpu = cpu_seconds(server_pid) - cpu
+    if send.exitcode != 0 or len(seen) != count:
+        raise RuntimeError(f"{system}: {len(seen)} of {count} messages received "
+                           f"(sender exit {send.exitcode})")
+    result = percentiles([s * 1e3 for s in seen])
+    result["server_cpu_us"] = 1e6 * cpu / count
+    return result
+
+
+def percentiles(ms):
+    ms = sorted(ms)
+
+    def at(q):
+        return ms[min(len(ms) - 1, int(q * len(ms)))]
+    return {"p50": at(0.5), "p99": at(0.99), "p999": at(0.999), "max": ms[-1]}
+
+
+def spool_bench_e2e(server, args):
+    out = peers.run([os.path.join(peers.BIN, "spool-bench"), "--server", server.address,
+                     "--queue", "e2e", "--workload", "e2e", "--rate", str(int(args.rate)),
+                     "--consumers", "4", "--batch", "10", "--payload-bytes",
+                     str(args.payload_bytes), "--duration", f"{int(args.seconds)}s",
+                     "--server-pid", str(server.proc.pid), "--no-baseline", "--json"],
+                    args.seconds + 120)
+    phase = json.loads(out)["phases"][0]
+    e2e = phase["latency_us"]["e2e"]
+    result = {k: e2e[k] / 1000 for k in ("p50", "p99", "p999", "max")}
+    result["server_cpu_us"] = 1e6 * phase["server_cpu_seconds"] / phase["messages"]
+    return result
+
+
+def one_run(system, args):
+    tmp = tempfile.mkdtemp(prefix=f"spool-latency-{system}-")
+    server = None
+    try:
+        if system == "spool":
+            stubs = os.path.join(tmp, "stubs")
+            os.makedirs(stubs)
+            spool_stubs(stubs)
+            server = peers.Spool(os.path.join(tmp, "server"), b"")
+            peers.run([os.path.join(peers.BIN, "spoolctl"), "--server", server.address,
+                       "create", "bench"], 30)
+            return {"spool": harness(system, (server.address, stubs), server.proc.pid, args),
+                    "spool-bench": spool_bench_e2e(server, args)}
+        server = peers.Redis(tmp, "")
+        return {"redis": harness(system, (server.port,), server.proc.pid, args)}
+    finally:
+        if server:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+NAMES = {"spool": "Spool, Python client", "redis": "Redis 7.0 streams, Python client",
+         "spool-bench": "Spool, spool-bench (C++ client)"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--payload-bytes", type=int, default=256)
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
+    args = parser.parse_args()
+    for cls in (peers.Spool, peers.Redis):
+        why = cls.missing()
+        if why:
+            sys.exit(f"peers_latency.py: {why}")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        sys.exit("peers_latency.py: no python3-redis (apt-get install python3-redis)")
+    runs = {name: [] for name in NAMES}
+    for i in range(args.runs):
+        for system in ("spool", "redis"):
+            for name, result in one_run(system, args).items():
+                runs[name].append(result)
+                print(f"run {i + 1} {name}: p50 {result['p50']:.2f} ms, p99 "
+                      f"{result['p99']:.2f} ms, p99.9 {result['p999']:.2f} ms", file=sys.stderr)
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return
+    print(f"\n{args.rate:,.0f} msg/s for {args.seconds:g} s, 4 consumers, {args.payload_bytes} B. "
+          f"Median of {args.runs} (min–max), ms.\n")
+    print("| system | p50 | p99 | p99.9 | server CPU µs per message |")
+    print("|---|---|---|---|---|")
+    for name, results in runs.items():
+        print(f"| {NAMES[name]} | " + " | ".join(
+            peers.summary([r[q] for r in results], "{:.2f}") for q in ("p50", "p99", "p999"))
+            + " | " + peers.summary([r["server_cpu_us"] for r in results], "{:.0f}") + " |")
+
+
+if __name__ == "__main__":
+    main()
