@@ -8,6 +8,7 @@
 // order is the decision order. Replies go out from the pipeline's callbacks, after the write is
 // durable. A message whose enqueue is not yet durable is "pending": counted, but neither
 // leased nor peeked until its write completes.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -550,7 +551,12 @@ absl::Status EngineImpl::OpenStore() {
 }
 
 void EngineImpl::StartBackground() {
-  if (options_.background_thread) bg_thread_ = std::thread([this] { BackgroundLoop(); });
+  if (options_.background_thread) {
+    bg_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "spool-timers");
+      BackgroundLoop();
+    });
+  }
 }
 
 void EngineImpl::Close() {

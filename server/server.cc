@@ -5,6 +5,8 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <pthread.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -95,7 +97,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
-  s->health_thread_ = std::thread([p = s.get()] { p->WatchHealth(); });
+  s->health_thread_ = std::thread([p = s.get()] {
+    pthread_setname_np(pthread_self(), "spool-health");
+    p->WatchHealth();
+  });
   return s;
 }
 

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
@@ -199,6 +201,24 @@ TEST(ProcessTest, ASecondSpooldOnTheSameDirectoryExitsAtOnce) {
   EXPECT_NE(text.find("in use"), std::string::npos) << text;
   // The first one is unaffected.
   EXPECT_TRUE(spool::testing::CreateQueue(*spool::testing::StubFor(first.port()), "q").ok());
+}
+
+// An operator's `top -H` or `perf` tells spoold's own threads apart.
+TEST(ProcessTest, SpooldsThreadsCarryTheirNames) {
+  spool::testing::TempDir dir;
+  SpooldProcess spoold(dir.path() + "/data");
+  ASSERT_TRUE(spoold.Start()) << spoold.Log();
+  std::set<std::string> names;
+  std::string tasks = "/proc/" + std::to_string(spoold.pid()) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    std::getline(in, name);
+    names.insert(name);
+  }
+  for (const char* want : {"spool-commit", "spool-complete", "spool-timers", "spool-health"}) {
+    EXPECT_TRUE(names.count(want)) << want << " is not among spoold's threads";
+  }
 }
 
 TEST(ProcessTest, SigtermEndsWaitsAndExitsZero) {
