@@ -4,6 +4,7 @@
 // the same concurrency). With --engine-dir it drives the engine in process, and first measures
 // the storage ceiling (raw RocksDB sync WriteBatches of the same payload bytes). Every run is
 // bounded by --messages and --duration and stops by itself.
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -98,6 +99,7 @@ struct Config {
   int server_pid = 0;
   std::string engine_dir;   // in-process engine instead of gRPC
   std::string rocksdb_dir;  // gRPC workloads: also measure raw RocksDB here, first
+  std::string fsync_dir;    // e2e: also measure the disk's write + fdatasync latency here, first
   bool engine_async = false;
 };
 
@@ -597,6 +599,46 @@ Result RawRocksDb(const Config& c, const std::string& dir) {
   return r;
 }
 
+// The disk's own latency at the e2e load: one message's bytes (payload and a 16-byte key)
+// appended to a file and fdatasync'd, message i at its scheduled time start + i / rate, timed
+// from that scheduled time as e2e is (a slow sync delays the next ones, and that is counted).
+// No RocksDB and no gRPC: the floor under any durable enqueue on this disk.
+Result DiskFloor(const Config& c, const std::string& dir) {
+  Result r;
+  r.name = "fsync";
+  std::filesystem::create_directories(dir);
+  std::string path = dir + "/spool-bench-fsync.log";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  if (fd < 0) {
+    std::fprintf(stderr, "spool-bench: %s: %s\n", path.c_str(), std::strerror(errno));
+    return r;
+  }
+  uint64_t total =
+      c.messages > 0 ? c.messages : static_cast<uint64_t>(c.rate * c.duration_ms / 1000.0);
+  std::string record = Payload(c.payload_bytes + 16);
+  Recorder rec;
+  auto start = Clock::now();
+  double cpu0 = ClientCpu();
+  for (uint64_t i = 0; i < total; ++i) {
+    auto due = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / c.rate));
+    std::this_thread::sleep_until(due);
+    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size()) ||
+        ::fdatasync(fd) != 0) {
+      rec.Error(std::string("write or fdatasync: ") + std::strerror(errno));
+      continue;
+    }
+    rec.Latency("fsync",
+                std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - due).count());
+    ++r.messages;
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.client_cpu = ClientCpu() - cpu0;
+  ::close(fd);
+  std::filesystem::remove(path);
+  rec.Into(&r);
+  return r;
+}
+
 // The engine in process: producers enqueue batches (inflight each), then consumers lease and
 // ack what was produced.
 std::vector<Result> EngineBench(const Config& c) {
@@ -811,6 +853,9 @@ int Main(int argc, char** argv) {
   app.add_option("--rocksdb-dir", c.rocksdb_dir,
                  "Also measure raw RocksDB sync WriteBatches of the same bytes in this directory "
                  "(same disk as spoold's), as a second ceiling");
+  app.add_option("--fsync-dir", c.fsync_dir,
+                 "e2e: first measure a bare write + fdatasync of each message's bytes at --rate "
+                 "in this directory (same disk as spoold's): the disk's latency floor");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Result> results;
@@ -824,6 +869,7 @@ int Main(int argc, char** argv) {
   int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
   if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
   if (!c.rocksdb_dir.empty()) results.push_back(RawRocksDb(c, c.rocksdb_dir));
+  if (!c.fsync_dir.empty() && c.workload == "e2e") results.push_back(DiskFloor(c, c.fsync_dir));
   if (c.workload == "produce") {
     Budget budget(c.messages, c.duration_ms);
     results.push_back(bench.Produce(budget));
