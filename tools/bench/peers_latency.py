@@ -113,15 +113,18 @@ def sender(system, where, rate, count, payload_bytes, start):
         w.join()
 
 
-def consumer(system, where, until, results):
+def consumer(system, where, count, received, until, results):
+    """Takes messages until all count are received (by the 4) or until passes."""
     client = CLIENTS[system](where)
     seen = []
-    while time.monotonic() < until:
+    while time.monotonic() < until and received.value < count:
         got = client.take(10)
         now = time.monotonic()
         if got:
             seen.extend(now - struct.unpack("<d", payload[:8])[0] for payload, _ in got)
             client.ack([token for _, token in got])
+            with received.get_lock():
+                received.value += len(got)
     results.put(seen)
 
 
@@ -135,9 +138,10 @@ def harness(system, where, server_pid, args):
     ctx = multiprocessing.get_context("spawn")  # gRPC's Python library must not be forked
     count = int(args.rate * args.seconds)
     start = time.monotonic() + 2.0  # time for the processes to start and connect
-    results = ctx.Queue()
-    until = start + args.seconds + 3.0
-    consumers = [ctx.Process(target=consumer, args=(system, where, until, results))
+    results, received = ctx.Queue(), ctx.Value("q", 0)
+    until = start + args.seconds + 30.0  # a bound, in case messages go missing
+    consumers = [ctx.Process(target=consumer,
+                             args=(system, where, count, received, until, results))
                  for _ in range(4)]
     for c in consumers:
         c.start()
@@ -148,7 +152,7 @@ def harness(system, where, server_pid, args):
     send.join(timeout=args.seconds + 60)
     seen = []
     for _ in consumers:
-        seen.extend(results.get(timeout=60))
+        seen.extend(results.get(timeout=90))
     for c in consumers:
         c.join()
     cpu = cpu_seconds(server_pid) - cpu
