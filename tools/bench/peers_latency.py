@@ -25,16 +25,15 @@ CPU column is 0). Servers are started fresh on 127.0.0.1 by tools/bench/peers.py
 classes and stopped at the end of each run.
 """
 import argparse
+import json
 import multiprocessing
 import os
-import statistics
+import shutil
 import struct
 import sys
 import tempfile
 import threading
 import time
-import json
-import shutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
@@ -198,12 +197,13 @@ def one_run(system, args):
             stubs = os.path.join(tmp, "stubs")
             os.makedirs(stubs)
             spool_stubs(stubs)
-            server = peers.Spool(os.path.join(tmp, "server"), b"")
+            payload = peers.text_payload(args.payload_bytes)
+            server = peers.Spool(os.path.join(tmp, "server"), payload)
             peers.run([os.path.join(peers.BIN, "spoolctl"), "--server", server.address,
                        "create", "bench"], 30)
             return {"spool": harness(system, (server.address, stubs), server.proc.pid, args),
                     **spool_bench_e2e(server, tmp, args)}
-        server = peers.Redis(tmp, "")
+        server = peers.Redis(tmp, peers.text_payload(args.payload_bytes))
         return {"redis": harness(system, (server.port,), server.proc.pid, args)}
     finally:
         if server:
