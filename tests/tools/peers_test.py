@@ -26,16 +26,21 @@ spec.loader.exec_module(peers)
 
 class PeersTest(unittest.TestCase):
     def test_a_short_run_of_every_system(self):
-        out = subprocess.run(["/usr/bin/python3", PEERS, "--runs", "1", "--messages", "4000",
-                              "--max-seconds", "60", "--require-all", "--json"],
-                             capture_output=True, text=True, timeout=240)
-        self.assertEqual(out.returncode, 0, out.stderr)
-        runs = json.loads(out.stdout)
-        self.assertEqual(sorted(runs), ["postgres", "redis", "spool"])
-        for system, results in runs.items():
-            self.assertEqual(len(results), 1, system)
-            self.assertGreater(results[0]["produce"], 0, system)
-            self.assertGreater(results[0]["consume"], 0, system)
+        # Batches of 100 over 4 connections, and single messages over 8.
+        for shape in (["--messages", "4000"], ["--messages", "800", "--batch", "1",
+                                               "--connections", "8"]):
+            with self.subTest(shape=shape):
+                out = subprocess.run(["/usr/bin/python3", PEERS, "--runs", "1", *shape,
+                                      "--max-seconds", "60", "--require-all", "--json"],
+                                     capture_output=True, text=True, timeout=240)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                runs = json.loads(out.stdout)
+                self.assertEqual(sorted(runs), ["postgres", "redis", "spool"])
+                for system, results in runs.items():
+                    self.assertEqual(len(results), 1, system)
+                    self.assertGreater(results[0]["produce"], 0, system)
+                    self.assertGreater(results[0]["consume"], 0, system)
+                self.assertGreater(runs["spool"][0]["noop_calls"], 0)
 
     def test_checks_refuse_a_wrong_count(self):
         payload = peers.text_payload(256)

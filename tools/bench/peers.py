@@ -5,12 +5,15 @@ commit.
 
     tools/bench/peers.py                      # 3 runs of each system, 400,000 messages a run
     tools/bench/peers.py --only spool redis --runs 1 --messages 20000
+    tools/bench/peers.py --connections 64 --batch 1 --messages 64000   # one message a call
 
 The issue's figures for the peers were measured on another machine; this measures them here,
 turn about with Spool, so that the comparison does not depend on the machine or the hour.
 Each system is driven by the fastest client this machine has for it, all written in C or C++,
-with the same shape of load: 4 connections, each with one batch of 100 messages of 256 bytes
-in flight, counted when the reply (sent after the fsync) arrives.
+with the same shape of load: 4 connections (--connections), each with one batch of 100
+messages (--batch) of 256 bytes in flight, counted when the reply (sent after the fsync)
+arrives. In Spool's turns it also measures gRPC's own ceiling at the same concurrency (health
+Checks), which bounds any gRPC service's rate of small calls.
 
   Spool       spool-bench (build/bin). Produce: Enqueue of 100 entries. Consume: Lease 100,
               then Ack their receipts (two fsynced commits per batch).
@@ -50,7 +53,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SPOOL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 PG_BIN = "/usr/lib/postgresql/15/bin"
-CONNECTIONS = 4
+CONNECTIONS = 4  # --connections
 
 
 def free_port():
@@ -123,6 +126,13 @@ class Spool:
 
     def produce(self, messages, batch, limit):
         return self.bench("produce", "--producers", messages, batch, limit)
+
+    def noop(self, seconds=3):
+        """gRPC's own ceiling at this concurrency: health Checks, calls per second."""
+        out = run([os.path.join(BIN, "spool-bench"), "--server", self.address, "--workload",
+                   "noop", "--producers", str(CONNECTIONS), "--duration", f"{seconds}s",
+                   "--json"], seconds + 60)
+        return json.loads(out)["phases"][0]["calls_per_second"]
 
     def consume(self, messages, batch, limit):
         return self.bench("consume", "--consumers", messages, batch, limit)
@@ -285,7 +295,8 @@ SYSTEMS = {"spool": Spool, "redis": Redis, "postgres": Postgres}
 
 
 def run_once(system, payload, args):
-    """Produce args.messages into a fresh server, then consume them all: (produce, consume)."""
+    """Produce args.messages into a fresh server, then consume them all; rates in msg/s (and
+    for Spool, gRPC's noop ceiling at the same concurrency, in calls/s)."""
     tmp = tempfile.mkdtemp(prefix=f"spool-peers-{system}-")
     server = None
     try:
@@ -294,7 +305,10 @@ def run_once(system, payload, args):
         server.check(args.messages, 0)
         taken = server.consume(args.messages, args.batch, args.max_seconds)
         server.check(args.messages, args.messages)
-        return made, taken
+        result = {"produce": made, "consume": taken}
+        if system == "spool":
+            result["noop_calls"] = server.noop()
+        return result
     finally:
         if server:
             server.stop()
@@ -308,12 +322,15 @@ def summary(values, fmt="{:,.0f}"):
 
 
 def main():
+    global CONNECTIONS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--messages", type=int, default=400_000,
-                        help="per run; a multiple of batch x 4 connections")
-    parser.add_argument("--batch", type=int, default=100)
+                        help="per run; a multiple of batch x connections")
+    parser.add_argument("--batch", type=int, default=100, help="messages per call (1 to 1000)")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS,
+                        help="clients, each with one call in flight (1 to 256)")
     parser.add_argument("--payload-bytes", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=300,
                         help="a phase that takes longer fails the run")
@@ -321,8 +338,12 @@ def main():
                         help="fail, rather than skip, a system that is not installed")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     args = parser.parse_args()
-    if args.messages <= 0 or args.messages % (args.batch * CONNECTIONS):
-        parser.error(f"--messages must be a positive multiple of {args.batch * CONNECTIONS}")
+    if not 1 <= args.batch <= 1000 or not 1 <= args.connections <= 256:
+        parser.error("--batch must be 1 to 1000 and --connections 1 to 256")
+    if args.messages <= 0 or args.messages % (args.batch * args.connections):
+        parser.error("--messages must be a positive multiple of "
+                     f"{args.batch * args.connections} (batch x connections)")
+    CONNECTIONS = args.connections
 
     systems = []
     for system in args.only:
@@ -338,10 +359,10 @@ def main():
     for i in range(args.runs):
         # The systems take turns run by run, so that a slow stretch of the machine falls on all.
         for system in systems:
-            made, taken = run_once(system, payload, args)
-            runs[system].append({"produce": made, "consume": taken})
-            print(f"run {i + 1} {system}: produce {made:,.0f} msg/s, consume {taken:,.0f} msg/s",
-                  file=sys.stderr)
+            result = run_once(system, payload, args)
+            runs[system].append(result)
+            print(f"run {i + 1} {system}: produce {result['produce']:,.0f} msg/s, consume "
+                  f"{result['consume']:,.0f} msg/s", file=sys.stderr)
     if args.json:
         print(json.dumps(runs, indent=1))
         return
@@ -361,6 +382,10 @@ def main():
             else:
                 cells.append("–")
         print("| " + " | ".join(cells) + " |")
+    if "spool" in runs:
+        noop = summary([r["noop_calls"] for r in runs["spool"]])
+        print(f"\ngRPC's own ceiling at this concurrency (health Check through spool-bench, in "
+              f"Spool's turns): {noop} calls/s.")
 
 
 if __name__ == "__main__":
