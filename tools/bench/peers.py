@@ -315,6 +315,19 @@ def run_once(system, payload, args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def take_turns(systems, runs, run_one, describe):
+    """Calls run_one(system) for each system in turn, runs times over, so that a slow stretch
+    of the machine falls on all of them. run_one returns {name: result}; the answer is
+    {name: [result of each run]}, and describe(result) is printed as each comes in."""
+    out = {}
+    for i in range(runs):
+        for system in systems:
+            for name, result in run_one(system).items():
+                out.setdefault(name, []).append(result)
+                print(f"run {i + 1} {name}: {describe(result)}", file=sys.stderr)
+    return out
+
+
 def summary(values, fmt="{:,.0f}"):
     values = sorted(values)
     return (f"{fmt.format(statistics.median(values))} "
@@ -355,14 +368,9 @@ def main():
         else:
             systems.append(system)
     payload = text_payload(args.payload_bytes)
-    runs = {s: [] for s in systems}
-    for i in range(args.runs):
-        # The systems take turns run by run, so that a slow stretch of the machine falls on all.
-        for system in systems:
-            result = run_once(system, payload, args)
-            runs[system].append(result)
-            print(f"run {i + 1} {system}: produce {result['produce']:,.0f} msg/s, consume "
-                  f"{result['consume']:,.0f} msg/s", file=sys.stderr)
+    runs = take_turns(systems, args.runs, lambda s: {s: run_once(s, payload, args)},
+                      lambda r: f"produce {r['produce']:,.0f} msg/s, "
+                                f"consume {r['consume']:,.0f} msg/s")
     if args.json:
         print(json.dumps(runs, indent=1))
         return

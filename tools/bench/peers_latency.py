@@ -232,13 +232,9 @@ def main():
         import redis  # noqa: F401
     except ImportError:
         sys.exit("peers_latency.py: no python3-redis (apt-get install python3-redis)")
-    runs = {name: [] for name in NAMES}
-    for i in range(args.runs):
-        for system in ("spool", "redis"):
-            for name, result in one_run(system, args).items():
-                runs[name].append(result)
-                print(f"run {i + 1} {name}: p50 {result['p50']:.2f} ms, p99 "
-                      f"{result['p99']:.2f} ms, p99.9 {result['p999']:.2f} ms", file=sys.stderr)
+    runs = peers.take_turns(("spool", "redis"), args.runs, lambda s: one_run(s, args),
+                            lambda r: f"p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+                                      f"p99.9 {r['p999']:.2f} ms")
     if args.json:
         print(json.dumps(runs, indent=1))
         return
