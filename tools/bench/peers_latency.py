@@ -35,16 +35,10 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "..", "examples")]
 import peers  # noqa: E402
-
-
-def spool_stubs(out_dir):
-    peers.run(["protoc", f"--proto_path={peers.ROOT}/proto", f"--python_out={out_dir}",
-               f"--grpc_out={out_dir}", "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
-               f"{peers.ROOT}/proto/spool/v1/queue.proto"], 60)
-    for d in ("spool", "spool/v1"):
-        open(os.path.join(out_dir, d, "__init__.py"), "a").close()
+from thumbnail_job import load_stubs  # noqa: E402  (protoc's Python stubs of proto/)
 
 
 class SpoolClient:
@@ -196,7 +190,7 @@ def one_run(system, args):
         if system == "spool":
             stubs = os.path.join(tmp, "stubs")
             os.makedirs(stubs)
-            spool_stubs(stubs)
+            load_stubs(stubs)
             payload = peers.text_payload(args.payload_bytes)
             server = peers.Spool(os.path.join(tmp, "server"), payload)
             peers.run([os.path.join(peers.BIN, "spoolctl"), "--server", server.address,
