@@ -858,6 +858,10 @@ int Main(int argc, char** argv) {
                  "in this directory (same disk as spoold's): the disk's latency floor");
   CLI11_PARSE(app, argc, argv);
 
+  if (!c.fsync_dir.empty() && (c.workload != "e2e" || !c.engine_dir.empty())) {
+    std::fprintf(stderr, "spool-bench: --fsync-dir goes with --workload e2e against a spoold\n");
+    return 2;
+  }
   std::vector<Result> results;
   if (!c.engine_dir.empty()) {
     results = EngineBench(c);
@@ -869,7 +873,13 @@ int Main(int argc, char** argv) {
   int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
   if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
   if (!c.rocksdb_dir.empty()) results.push_back(RawRocksDb(c, c.rocksdb_dir));
-  if (!c.fsync_dir.empty() && c.workload == "e2e") results.push_back(DiskFloor(c, c.fsync_dir));
+  if (!c.fsync_dir.empty()) {
+    results.push_back(DiskFloor(c, c.fsync_dir));
+    if (results.back().messages == 0) {
+      std::fprintf(stderr, "spool-bench: --fsync-dir: no write + fdatasync succeeded\n");
+      return 1;
+    }
+  }
   if (c.workload == "produce") {
     Budget budget(c.messages, c.duration_ms);
     results.push_back(bench.Produce(budget));
