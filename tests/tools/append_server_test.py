@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""spool-append-server, target 2's ceiling, does what BENCHMARKS.md says it does.
+
+Started on 127.0.0.1 as run_benchmarks.py starts it, it must: reply to every Enqueue with one
+message id per message, increasing; append each message to its file as a 4-byte length and the
+payload, in the order the ids were given, before replying; refuse an Enqueue without messages
+(INVALID_ARGUMENT, naming the field) and write nothing for it; answer anything but Enqueue and
+CreateQueue with UNIMPLEMENTED; serve spool-bench's produce and noop phases with every message
+written; and exit 0 on SIGTERM. A ceiling that skipped the write or the reply would show up
+here, not as a flattering figure.
+"""
+import importlib.util
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+
+BIN = os.environ.get("SPOOL_BIN_DIR", "build/bin")
+SOURCE = os.environ.get("SPOOL_SOURCE_DIR", ".")
+
+spec = importlib.util.spec_from_file_location(
+    "thumbnail_job", os.path.join(SOURCE, "tools", "examples", "thumbnail_job.py"))
+thumbnail_job = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(thumbnail_job)
+
+
+def records(path):
+    """The payloads in the append server's file, in order."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out, off = [], 0
+    while off < len(data):
+        (n,) = struct.unpack_from("<I", data, off)
+        out.append(data[off + 4:off + 4 + n])
+        off += 4 + n
+    if off != len(data):
+        raise AssertionError(f"a torn record at byte {off} of {len(data)}")
+    return out
+
+
+class AppendServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.stubs_dir = tempfile.TemporaryDirectory(prefix="append-stubs-")
+        thumbnail_job.load_stubs(cls.stubs_dir.name)
+        from spool.v1 import queue_pb2, queue_pb2_grpc
+        cls.pb, cls.pb_grpc = queue_pb2, queue_pb2_grpc
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stubs_dir.cleanup()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="append-server-")
+        self.data = os.path.join(self.tmp.name, "data")
+        port_file = os.path.join(self.tmp.name, "port")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "spool-append-server"), "--listen", "127.0.0.1:0", "--data-dir",
+             self.data, "--port-file", port_file], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not os.path.exists(port_file):
+            self.assertIsNone(self.proc.poll(), "spool-append-server exited at start")
+            self.assertLess(time.time(), deadline, "spool-append-server did not start")
+            time.sleep(0.01)
+        with open(port_file) as f:
+            self.address = "127.0.0.1:" + f.read().strip()
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = self.pb_grpc.QueueServiceStub(self.channel)
+
+    def tearDown(self):
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.tmp.cleanup()
+
+    def log(self):
+        return records(os.path.join(self.data, "append.log"))
+
+    def enqueue(self, *payloads):
+        req = self.pb.EnqueueRequest(queue="q", messages=[
+            self.pb.EnqueueEntry(payload=p) for p in payloads])
+        return self.stub.Enqueue(req, timeout=10)
+
+    def test_appends_before_replying_and_gives_increasing_ids(self):
+        first = self.enqueue(b"a", b"bb", b"")
+        self.assertEqual(self.log(), [b"a", b"bb", b""])  # written by the time of the reply
+        second = self.enqueue(b"c" * 300)
+        self.assertEqual(self.log(), [b"a", b"bb", b"", b"c" * 300])
+        ids = [r.message_id for r in list(first.results) + list(second.results)]
+        self.assertEqual(len(ids), 4)
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 4)
+
+    def test_refuses_an_enqueue_without_messages_and_writes_nothing(self):
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.Enqueue(self.pb.EnqueueRequest(queue="q"), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("messages", e.exception.details())
+        self.assertEqual(self.log(), [])
+
+    def test_answers_only_enqueue_and_create_queue(self):
+        q = self.stub.CreateQueue(self.pb.CreateQueueRequest(name="jobs"), timeout=10)
+        self.assertEqual(q.name, "jobs")
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub.Lease(self.pb.LeaseRequest(queue="jobs"), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_serves_spool_bench_and_stops_on_sigterm(self):
+        out = subprocess.run(
+            [os.path.join(BIN, "spool-bench"), "--server", self.address, "--workload",
+             "produce", "--producers", "2", "--inflight", "8", "--batch", "1", "--messages",
+             "3000", "--payload-bytes", "100", "--duration", "30s", "--json"],
+            capture_output=True, text=True, timeout=120, check=True).stdout
+        phases = {p["name"]: p for p in json.loads(out)["phases"]}
+        self.assertEqual(phases["produce"]["messages"], 3000)
+        self.assertEqual(phases["produce"]["errors"], {})
+        self.assertGreater(phases["noop"]["calls"], 0)
+        written = self.log()
+        self.assertEqual(len(written), 3000)
+        self.assertTrue(all(len(p) == 100 for p in written))
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(timeout=30), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
