@@ -58,12 +58,15 @@ class AppendServerTest(unittest.TestCase):
         cls.stubs_dir.cleanup()
 
     def setUp(self):
+        self.start()
+
+    def start(self, *flags):
         self.tmp = tempfile.TemporaryDirectory(prefix="append-server-")
         self.data = os.path.join(self.tmp.name, "data")
         port_file = os.path.join(self.tmp.name, "port")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "spool-append-server"), "--listen", "127.0.0.1:0", "--data-dir",
-             self.data, "--port-file", port_file], stderr=subprocess.DEVNULL)
+             self.data, "--port-file", port_file, *flags], stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while not os.path.exists(port_file):
             self.assertIsNone(self.proc.poll(), "spool-append-server exited at start")
@@ -75,6 +78,9 @@ class AppendServerTest(unittest.TestCase):
         self.stub = self.pb_grpc.QueueServiceStub(self.channel)
 
     def tearDown(self):
+        self.stop()
+
+    def stop(self):
         self.channel.close()
         if self.proc.poll() is None:
             self.proc.kill()
@@ -128,6 +134,18 @@ class AppendServerTest(unittest.TestCase):
         self.assertTrue(all(len(p) == 100 for p in written))
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=30), 0)
+
+    def test_no_fsync_still_writes_every_message(self):
+        self.stop()
+        self.start("--no-fsync")
+        self.enqueue(b"x", b"yz")
+        self.assertEqual(self.log(), [b"x", b"yz"])
+
+    def test_refuses_an_unknown_flag(self):
+        r = subprocess.run([os.path.join(BIN, "spool-append-server"), "--data-dir", self.data,
+                            "--fsync-never"], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--fsync-never", r.stderr)
 
 
 if __name__ == "__main__":

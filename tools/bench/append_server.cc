@@ -13,8 +13,9 @@
 //   spool-append-server --listen 127.0.0.1:0 --data-dir /tmp/append --port-file /tmp/p
 //   spool-bench --server 127.0.0.1:PORT --workload produce --producers 4 --inflight 16 --batch 1
 //
-// It has the health service, so spool-bench's noop phase runs against it too. Not a queue:
-// nothing it wrote can be read back through it.
+// With --no-fsync the groups are written without fdatasync: gRPC and the hand-off of replies to
+// another thread alone. It has the health service, so spool-bench's noop phase runs against it
+// too. Not a queue: nothing it wrote can be read back through it.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -50,7 +51,7 @@ struct Group {
 
 class AppendLog {
  public:
-  explicit AppendLog(int fd) : fd_(fd) {
+  AppendLog(int fd, bool sync) : fd_(fd), sync_(sync) {
     commit_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "append-commit");
       CommitLoop();
@@ -102,7 +103,7 @@ class AppendLog {
         }
         std::swap(g, forming_);
       }
-      bool ok = WriteAll(g.bytes) && fdatasync(fd_) == 0;
+      bool ok = WriteAll(g.bytes) && (!sync_ || fdatasync(fd_) == 0);
       if (!ok) std::perror("spool-append-server: write or fdatasync");
       g.bytes.clear();
       std::lock_guard<std::mutex> l(mu_);
@@ -142,6 +143,7 @@ class AppendLog {
   }
 
   const int fd_;
+  const bool sync_;
   std::mutex mu_;
   std::condition_variable formed_, written_;
   Group forming_;
@@ -192,6 +194,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "Directory for the append-only file (created)")
       ->required();
   app.add_option("--port-file", port_file, "Write the port served on to this file once serving");
+  bool no_fsync = false;
+  app.add_flag("--no-fsync", no_fsync,
+               "Write each group without fdatasync: what the replies after a hand-off to "
+               "another thread cost alone, without the disk");
   CLI11_PARSE(app, argc, argv);
 
   std::error_code ec;
@@ -210,7 +216,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  AppendLog log(fd);
+  AppendLog log(fd, !no_fsync);
   Service service(&log);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
