@@ -1,0 +1,45 @@
+#!/usr/bin/python3
+"""tools/bench/run_benchmarks.py --quick runs targets 1, 2, 4 and 6 end to end.
+
+One run each with 1-second phases, against fresh spoold and spool-append-server processes the
+script starts on 127.0.0.1: every table it prints must be there with a figure in every cell
+(a phase missing from spool-bench's JSON, or a server that failed, stops the script instead).
+No figure is judged. --quick with the long targets (3, 5) is refused.
+"""
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+SCRIPT = os.path.join(os.environ.get("SPOOL_SOURCE_DIR", "."), "tools", "bench",
+                      "run_benchmarks.py")
+
+
+class RunBenchmarksTest(unittest.TestCase):
+    def test_quick_run_prints_every_table_filled(self):
+        out = subprocess.run(["/usr/bin/python3", SCRIPT, "--quick", "--runs", "1", "--only",
+                              "1", "2", "4", "6"],
+                             capture_output=True, text=True, timeout=240, check=True).stdout
+        tables = re.split(r"\n### ", out)[1:]
+        self.assertEqual([t.split(":")[0] for t in tables],
+                         ["Target 1", "Target 2", "Target 4", "Target 6"])
+        for t in tables:
+            lines = [l for l in t.splitlines() if l.startswith("|")]
+            header, rows = lines[0], lines[2:]
+            self.assertEqual(len(rows), 1, t)
+            cells = [c.strip() for c in rows[0].strip("|").split("|")]
+            self.assertEqual(len(cells), header.count("|") - 1, t)
+            for c in cells:
+                self.assertRegex(c, r"\d", f"an empty cell in: {t}")
+        self.assertIn("Spool ÷ append server", tables[1])
+
+    def test_quick_refuses_the_long_targets(self):
+        r = subprocess.run(["/usr/bin/python3", SCRIPT, "--quick", "--only", "5"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--quick goes with", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv[:1], verbosity=2)
