@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""spool-append-server, target 2's ceiling, does what BENCHMARKS.md says it does.
+"""spool-append-server, the ceiling of targets 2 and 3, does what BENCHMARKS.md says it does.
 
 Started on 127.0.0.1 as run_benchmarks.py starts it, it must: reply to every Enqueue with one
-message id per message, increasing; append each message to its file as a 4-byte length and the
-payload, in the order the ids were given, before replying; refuse an Enqueue without messages
-(INVALID_ARGUMENT, naming the field) and write nothing for it; answer anything but Enqueue and
-CreateQueue with UNIMPLEMENTED; serve spool-bench's produce and noop phases with every message
-written; and exit 0 on SIGTERM. A ceiling that skipped the write or the reply would show up
-here, not as a flattering figure.
+message id per message, increasing, after appending each message to its file; lease the oldest
+messages not leased yet, in order, with their payloads and a receipt each, after appending
+their ids; ack a leased message's receipt once (OUTCOME_OK, its id appended) and refuse any
+other receipt (OUTCOME_INVALID_RECEIPT, nothing appended); refuse bad requests with
+INVALID_ARGUMENT naming the field, writing nothing; answer RPCs it does not serve with
+UNIMPLEMENTED; serve spool-bench's produce, consume and noop phases with every record written;
+and exit 0 on SIGTERM. A ceiling that skipped a write or a reply would show up here, not as a
+flattering figure.
 """
 import importlib.util
 import json
@@ -32,17 +34,29 @@ spec.loader.exec_module(thumbnail_job)
 
 
 def records(path):
-    """The payloads in the append server's file, in order."""
+    """The records in the append server's file, in order: ("E", payload) for an enqueued
+    message, ("L", id) for a leased one and ("A", id) for an acked one."""
     with open(path, "rb") as f:
         data = f.read()
     out, off = [], 0
     while off < len(data):
-        (n,) = struct.unpack_from("<I", data, off)
-        out.append(data[off + 4:off + 4 + n])
-        off += 4 + n
+        kind = chr(data[off])
+        if kind == "E":
+            (n,) = struct.unpack_from("<I", data, off + 1)
+            out.append((kind, data[off + 5:off + 5 + n]))
+            off += 5 + n
+        elif kind in "LA":
+            out.append((kind, struct.unpack_from("<Q", data, off + 1)[0]))
+            off += 9
+        else:
+            raise AssertionError(f"an unknown record {kind!r} at byte {off}")
     if off != len(data):
         raise AssertionError(f"a torn record at byte {off} of {len(data)}")
     return out
+
+
+def enqueued(recs):
+    return [p for k, p in recs if k == "E"]
 
 
 class AppendServerTest(unittest.TestCase):
@@ -97,9 +111,9 @@ class AppendServerTest(unittest.TestCase):
 
     def test_appends_before_replying_and_gives_increasing_ids(self):
         first = self.enqueue(b"a", b"bb", b"")
-        self.assertEqual(self.log(), [b"a", b"bb", b""])  # written by the time of the reply
+        self.assertEqual(self.log(), [("E", b"a"), ("E", b"bb"), ("E", b"")])
         second = self.enqueue(b"c" * 300)
-        self.assertEqual(self.log(), [b"a", b"bb", b"", b"c" * 300])
+        self.assertEqual(enqueued(self.log()), [b"a", b"bb", b"", b"c" * 300])
         ids = [r.message_id for r in list(first.results) + list(second.results)]
         self.assertEqual(len(ids), 4)
         self.assertEqual(ids, sorted(ids))
@@ -112,14 +126,53 @@ class AppendServerTest(unittest.TestCase):
         self.assertIn("messages", e.exception.details())
         self.assertEqual(self.log(), [])
 
-    def test_answers_only_enqueue_and_create_queue(self):
+    def test_leases_in_order_and_acks_each_receipt_once(self):
+        ids = [r.message_id for r in self.enqueue(b"one", b"two", b"three").results]
+        self.assertEqual(self.stub.Lease(self.pb.LeaseRequest(queue="q"), timeout=10)
+                         .messages[0].payload, b"one")  # max_messages unset: one
+        leased = self.stub.Lease(self.pb.LeaseRequest(queue="q", max_messages=5),
+                                 timeout=10).messages
+        self.assertEqual([(m.message_id, m.payload) for m in leased],
+                         [(ids[1], b"two"), (ids[2], b"three")])
+        self.assertTrue(all(len(m.receipt) == 50 and m.delivery_count == 1 for m in leased))
+        self.assertEqual(len(self.stub.Lease(self.pb.LeaseRequest(queue="q", max_messages=5),
+                                             timeout=10).messages), 0)
+
+        bogus = "0" * 50
+        results = self.stub.Ack(self.pb.AckRequest(queue="q", receipts=[
+            leased[0].receipt, bogus]), timeout=10).results
+        self.assertEqual([(r.receipt, r.outcome) for r in results],
+                         [(leased[0].receipt, self.pb.OUTCOME_OK),
+                          (bogus, self.pb.OUTCOME_INVALID_RECEIPT)])
+        again = self.stub.Ack(self.pb.AckRequest(queue="q", receipts=[leased[0].receipt]),
+                              timeout=10).results
+        self.assertEqual(again[0].outcome, self.pb.OUTCOME_INVALID_RECEIPT)
+
+        n = [int(i, 16) for i in ids]
+        self.assertEqual([r for r in self.log() if r[0] != "E"],
+                         [("L", n[0]), ("L", n[1]), ("L", n[2]), ("A", n[1])])
+
+    def test_refuses_bad_leases_and_acks_and_writes_nothing(self):
+        for call, req, field in [
+                (self.stub.Lease, self.pb.LeaseRequest(queue="q", max_messages=1001),
+                 "max_messages"),
+                (self.stub.Ack, self.pb.AckRequest(queue="q"), "receipts"),
+                (self.stub.Ack, self.pb.AckRequest(queue="q", receipts=["r"] * 1001),
+                 "receipts")]:
+            with self.assertRaises(grpc.RpcError) as e:
+                call(req, timeout=10)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn(field, e.exception.details())
+        self.assertEqual(self.log(), [])
+
+    def test_answers_unserved_rpcs_with_unimplemented(self):
         q = self.stub.CreateQueue(self.pb.CreateQueueRequest(name="jobs"), timeout=10)
         self.assertEqual(q.name, "jobs")
         with self.assertRaises(grpc.RpcError) as e:
-            self.stub.Lease(self.pb.LeaseRequest(queue="jobs"), timeout=10)
+            self.stub.Nack(self.pb.NackRequest(queue="jobs", receipts=["r"]), timeout=10)
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
-    def test_serves_spool_bench_and_stops_on_sigterm(self):
+    def test_serves_spool_bench_produce_and_consume_and_stops_on_sigterm(self):
         out = subprocess.run(
             [os.path.join(BIN, "spool-bench"), "--server", self.address, "--workload",
              "produce", "--producers", "2", "--inflight", "8", "--batch", "1", "--messages",
@@ -129,9 +182,23 @@ class AppendServerTest(unittest.TestCase):
         self.assertEqual(phases["produce"]["messages"], 3000)
         self.assertEqual(phases["produce"]["errors"], {})
         self.assertGreater(phases["noop"]["calls"], 0)
-        written = self.log()
+        written = enqueued(self.log())
         self.assertEqual(len(written), 3000)
         self.assertTrue(all(len(p) == 100 for p in written))
+
+        out = subprocess.run(
+            [os.path.join(BIN, "spool-bench"), "--server", self.address, "--workload",
+             "consume", "--consumers", "2", "--batch", "10", "--messages", "2000",
+             "--payload-bytes", "100", "--duration", "30s", "--no-baseline", "--json"],
+            capture_output=True, text=True, timeout=120, check=True).stdout
+        phases = {p["name"]: p for p in json.loads(out)["phases"]}
+        self.assertEqual(phases["consume"]["errors"], {})
+        recs = self.log()
+        acked = [i for k, i in recs if k == "A"]
+        self.assertEqual(len(acked), phases["consume"]["messages"])
+        self.assertGreaterEqual(len(acked), 2000)
+        self.assertEqual(len(set(acked)), len(acked))
+        self.assertLessEqual(set(acked), {i for k, i in recs if k == "L"})
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=30), 0)
 
@@ -139,7 +206,7 @@ class AppendServerTest(unittest.TestCase):
         self.stop()
         self.start("--no-fsync")
         self.enqueue(b"x", b"yz")
-        self.assertEqual(self.log(), [b"x", b"yz"])
+        self.assertEqual(enqueued(self.log()), [b"x", b"yz"])
 
     def test_refuses_an_unknown_flag(self):
         r = subprocess.run([os.path.join(BIN, "spool-append-server"), "--data-dir", self.data,

@@ -1,21 +1,29 @@
-// spool-append-server: the least a durable queue server can do, as a ceiling for spoold's
-// single-message Enqueue (issue 4, target 2).
+// spool-append-server: the least a durable queue server can do, as the ceiling spoold's
+// Enqueue, Lease and Ack are measured against (issue 4, targets 2 and 3).
 //
-// It serves spool.v1 Enqueue the way spoold does: gRPC's callback API; the handler adds the
-// call's messages to the group being formed and returns; one commit thread writes each group
-// with one write() and one fdatasync(); one completion thread then sends the group's replies
-// (Finish). It stores nothing else: each message is appended to one file as a 4-byte length
-// and its payload, with no index, no RocksDB, no queues (CreateQueue answers OK to any name;
-// every other RPC is UNIMPLEMENTED). spool-bench's produce against it therefore measures what
-// gRPC's calls plus a group fsync allow on this machine, with the same client and the same
-// bytes as a run against spoold: the share of spoold's time that its engine costs is the gap.
+// It serves spool.v1 Enqueue, Lease and Ack the way spoold does: gRPC's callback API; the
+// handler adds the call's records to the group being formed and returns; one commit thread
+// writes each group with one write() and one fdatasync(); one completion thread then sends the
+// group's replies (Finish). What it does beyond that is the least a queue can: every record is
+// appended to one file (an Enqueue's messages as a type byte, a 4-byte length and the payload; a
+// Lease's and an Ack's message ids as a type byte and 8 bytes each); the payloads of messages
+// not yet leased are kept in memory, in order, for Lease; a receipt is the message id padded to
+// a receipt's 50 characters and only checked against the set of leased ids. No index, no
+// RocksDB, no queues (CreateQueue answers OK to any name and every queue is the same one), no
+// visibility timeout (a leased message never comes back), no waiting Lease (it returns what
+// there is), no recovery. Every other RPC is UNIMPLEMENTED.
+//
+// spool-bench against it therefore measures what gRPC's calls plus a group fsync allow on this
+// machine, with the same client and the same bytes as a run against spoold: the share of
+// spoold's time that its engine costs is the gap.
 //
 //   spool-append-server --listen 127.0.0.1:0 --data-dir /tmp/append --port-file /tmp/p
 //   spool-bench --server 127.0.0.1:PORT --workload produce --producers 4 --inflight 16 --batch 1
+//   spool-bench --server 127.0.0.1:PORT --workload consume --consumers 4 --batch 100
 //
 // With --no-fsync the groups are written without fdatasync: gRPC and the hand-off of replies to
 // another thread alone. It has the health service, so spool-bench's noop phase runs against it
-// too. Not a queue: nothing it wrote can be read back through it.
+// too.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -24,18 +32,23 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "engine/coding.h"
 #include "spool/v1/queue.grpc.pb.h"
 
@@ -43,11 +56,30 @@ namespace {
 
 namespace v1 = spool::v1;
 
-// A group of calls: their bytes, written together, and the replies to send once they are durable.
+constexpr char kEnqueued = 'E', kLeased = 'L', kAcked = 'A';
+constexpr size_t kReceiptChars = 50;  // spoold's receipts' length
+
+// A group of calls: their records, written together, and the replies to send once durable.
 struct Group {
   std::string bytes;
   std::vector<grpc::ServerUnaryReactor*> reactors;
 };
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void SetTimestamp(int64_t ms, google::protobuf::Timestamp* t) {
+  t->set_seconds(ms / 1000);
+  t->set_nanos(static_cast<int32_t>(ms % 1000) * 1'000'000);
+}
+
+void AppendId(std::string& bytes, char type, uint64_t id) {
+  bytes.push_back(type);
+  bytes.append(reinterpret_cast<const char*>(&id), sizeof id);
+}
 
 class AppendLog {
  public:
@@ -63,19 +95,72 @@ class AppendLog {
   }
   ~AppendLog() { Stop(); }
 
-  // Adds req's messages to the forming group, and their ids to resp; reactor is finished once
+  // Each call adds its records to the forming group and fills resp; reactor is finished once
   // the group is durable (or with UNAVAILABLE if it could not be made so).
-  void Submit(const v1::EnqueueRequest& req, v1::EnqueueResponse* resp,
-              grpc::ServerUnaryReactor* reactor) {
+  void Enqueue(const v1::EnqueueRequest& req, v1::EnqueueResponse* resp,
+               grpc::ServerUnaryReactor* reactor) {
+    int64_t now = NowMs();
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& m : req.messages()) {
       uint32_t n = static_cast<uint32_t>(m.payload().size());
+      forming_.bytes.push_back(kEnqueued);
       forming_.bytes.append(reinterpret_cast<const char*>(&n), sizeof n);
       forming_.bytes.append(m.payload());
-      resp->add_results()->set_message_id(spool::engine::FormatMessageId(++seq_));
+      uint64_t id = ++seq_;
+      ready_.push_back({id, now, m.payload()});
+      resp->add_results()->set_message_id(spool::engine::FormatMessageId(id));
     }
-    forming_.reactors.push_back(reactor);
-    formed_.notify_one();
+    JoinLocked(reactor);
+  }
+
+  // The oldest messages not leased yet, up to max_messages, in order. Returns at once, without
+  // a write, when there are none.
+  void Lease(const v1::LeaseRequest& req, v1::LeaseResponse* resp,
+             grpc::ServerUnaryReactor* reactor) {
+    uint32_t n = std::max<uint32_t>(req.max_messages(), 1);
+    int64_t now = NowMs();
+    int64_t deadline =
+        now + (req.has_visibility_timeout() ? req.visibility_timeout().seconds() * 1000 : 30'000);
+    std::unique_lock<std::mutex> l(mu_);
+    if (ready_.empty()) {
+      l.unlock();
+      reactor->Finish(grpc::Status::OK);
+      return;
+    }
+    for (; n > 0 && !ready_.empty(); --n) {
+      Ready& r = ready_.front();
+      auto* m = resp->add_messages();
+      std::string id = spool::engine::FormatMessageId(r.id);
+      std::string receipt = id;
+      receipt.resize(kReceiptChars, 'r');
+      m->set_message_id(std::move(id));
+      m->set_payload(std::move(r.payload));
+      m->set_receipt(std::move(receipt));
+      m->set_delivery_count(1);
+      SetTimestamp(r.enqueue_ms, m->mutable_enqueue_time());
+      SetTimestamp(deadline, m->mutable_lease_deadline());
+      AppendId(forming_.bytes, kLeased, r.id);
+      leased_.insert(r.id);
+      ready_.pop_front();
+    }
+    JoinLocked(reactor);
+  }
+
+  // OK for each receipt of a leased message (which is then gone), INVALID_RECEIPT otherwise.
+  void Ack(const v1::AckRequest& req, v1::AckResponse* resp, grpc::ServerUnaryReactor* reactor) {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& receipt : req.receipts()) {
+      auto* out = resp->add_results();
+      out->set_receipt(receipt);
+      std::optional<uint64_t> id;
+      if (receipt.size() == kReceiptChars) {
+        id = spool::engine::ParseMessageId(std::string_view(receipt).substr(0, 16));
+      }
+      bool ok = id && leased_.erase(*id) > 0;
+      out->set_outcome(ok ? v1::OUTCOME_OK : v1::OUTCOME_INVALID_RECEIPT);
+      if (ok) AppendId(forming_.bytes, kAcked, *id);
+    }
+    JoinLocked(reactor);
   }
 
   void Stop() {
@@ -90,6 +175,17 @@ class AppendLog {
   }
 
  private:
+  struct Ready {
+    uint64_t id;
+    int64_t enqueue_ms;
+    std::string payload;
+  };
+
+  void JoinLocked(grpc::ServerUnaryReactor* reactor) {
+    forming_.reactors.push_back(reactor);
+    formed_.notify_one();
+  }
+
   void CommitLoop() {
     Group g;
     for (;;) {
@@ -149,6 +245,8 @@ class AppendLog {
   Group forming_;
   std::vector<std::pair<std::vector<grpc::ServerUnaryReactor*>, bool>> done_;
   uint64_t seq_ = 0;
+  std::deque<Ready> ready_;
+  absl::flat_hash_set<uint64_t> leased_;
   bool stopping_ = false;
   bool stopped_writing_ = false;
   std::thread commit_, complete_;
@@ -161,10 +259,32 @@ class Service final : public v1::QueueService::CallbackService {
   grpc::ServerUnaryReactor* Enqueue(grpc::CallbackServerContext* ctx, const v1::EnqueueRequest* req,
                                     v1::EnqueueResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (req->messages().empty()) {
-      reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "messages: at least one is needed"});
+    if (req->messages().empty() || req->messages_size() > 1000) {
+      reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "messages: 1 to 1000 are needed"});
     } else {
-      log_->Submit(*req, resp, reactor);
+      log_->Enqueue(*req, resp, reactor);
+    }
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx, const v1::LeaseRequest* req,
+                                  v1::LeaseResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (req->max_messages() > 1000) {
+      reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "max_messages: at most 1000"});
+    } else {
+      log_->Lease(*req, resp, reactor);
+    }
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext* ctx, const v1::AckRequest* req,
+                                v1::AckResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    if (req->receipts().empty() || req->receipts_size() > 1000) {
+      reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT, "receipts: 1 to 1000 are needed"});
+    } else {
+      log_->Ack(*req, resp, reactor);
     }
     return reactor;
   }
@@ -186,8 +306,9 @@ class Service final : public v1::QueueService::CallbackService {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "spool-append-server: Enqueue as an append to one file with a group fdatasync and nothing "
-      "else, over gRPC as spoold serves it: the ceiling spoold's Enqueue is measured against."};
+      "spool-append-server: Enqueue, Lease and Ack as appends to one file with a group "
+      "fdatasync and next to nothing else, over gRPC as spoold serves them: the ceiling "
+      "spoold is measured against."};
   std::string listen = "127.0.0.1:0", data_dir, port_file;
   app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any free port)")
       ->capture_default_str();
