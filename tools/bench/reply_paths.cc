@@ -1,0 +1,264 @@
+// spool-reply-paths: what a gRPC reply costs on this machine when it is sent after a durable
+// write, by each of gRPC's three C++ server APIs (BENCHMARKS.md, "What limits": target 2).
+//
+// It answers grpc.health.v1.Health/Check, so spool-bench's noop workload drives it, in one of
+// these ways:
+//   --api callback   gRPC's callback API, as spoold serves its calls;
+//   --api async      the completion-queue API, with --threads threads each draining one queue;
+//   --api sync       the synchronous API: one handler thread per call in flight.
+//   --finish inline  the reply is sent by the handler itself, at once (gRPC's own health
+//                    service does this);
+//   --finish group   the call joins a group; one thread takes each group, sleeps --delay-us
+//                    (a stand-in for the group's fsync, 0: none) and then has every call of it
+//                    replied to: callback and async finish from that thread, as spoold's
+//                    completion thread does, and sync wakes the blocked handlers.
+// It also answers spool.v1 CreateQueue with OK, which spool-bench calls before it starts.
+//
+//   spool-reply-paths --api callback --finish group --delay-us 200 --port-file /tmp/p
+//   spool-bench --server 127.0.0.1:PORT --workload noop --producers 4 --inflight 16
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "spool/v1/queue.grpc.pb.h"
+
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// Runs the functions given to it in groups: whatever has gathered, after delay_us.
+class Grouper {
+ public:
+  explicit Grouper(int delay_us) : delay_us_(delay_us) {
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "reply-group");
+      Loop();
+    });
+  }
+  ~Grouper() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+      cv_.notify_one();
+    }
+    thread_.join();
+  }
+  void Add(std::function<void()> f) {
+    std::lock_guard<std::mutex> l(mu_);
+    pending_.push_back(std::move(f));
+    cv_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::vector<std::function<void()>> group;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stopping_ || !pending_.empty(); });
+        if (pending_.empty()) return;
+        group.swap(pending_);
+      }
+      if (delay_us_ > 0) usleep(static_cast<useconds_t>(delay_us_));
+      for (auto& f : group) f();
+    }
+  }
+
+  const int delay_us_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::function<void()>> pending_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+class CallbackHealth final : public Health::CallbackService {
+ public:
+  explicit CallbackHealth(Grouper* grouper) : grouper_(grouper) {}
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx, const HealthCheckRequest*,
+                                  HealthCheckResponse* resp) override {
+    resp->set_status(HealthCheckResponse::SERVING);
+    auto* reactor = ctx->DefaultReactor();
+    if (grouper_ == nullptr) {
+      reactor->Finish(grpc::Status::OK);
+    } else {
+      grouper_->Add([reactor] { reactor->Finish(grpc::Status::OK); });
+    }
+    return reactor;
+  }
+
+ private:
+  Grouper* grouper_;
+};
+
+class SyncHealth final : public Health::Service {
+ public:
+  explicit SyncHealth(Grouper* grouper) : grouper_(grouper) {}
+  grpc::Status Check(grpc::ServerContext*, const HealthCheckRequest*,
+                     HealthCheckResponse* resp) override {
+    resp->set_status(HealthCheckResponse::SERVING);
+    if (grouper_ == nullptr) return grpc::Status::OK;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grouper_->Add([&] {
+      std::lock_guard<std::mutex> l(mu);
+      done = true;
+      cv.notify_one();
+    });
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return done; });
+    return grpc::Status::OK;
+  }
+
+ private:
+  Grouper* grouper_;
+};
+
+// One Check on the completion-queue API: requested, then answered, then deleted.
+class AsyncCheck {
+ public:
+  AsyncCheck(Health::AsyncService* service, grpc::ServerCompletionQueue* cq, Grouper* grouper)
+      : service_(service), cq_(cq), grouper_(grouper), writer_(&ctx_) {
+    service_->RequestCheck(&ctx_, &req_, &writer_, cq_, cq_, this);
+  }
+  // Called with each event of this call from the queue's thread.
+  void Proceed(bool ok) {
+    if (answered_ || !ok) {
+      delete this;
+      return;
+    }
+    new AsyncCheck(service_, cq_, grouper_);  // the next call
+    answered_ = true;
+    resp_.set_status(HealthCheckResponse::SERVING);
+    if (grouper_ == nullptr) {
+      writer_.Finish(resp_, grpc::Status::OK, this);
+    } else {
+      grouper_->Add([this] { writer_.Finish(resp_, grpc::Status::OK, this); });
+    }
+  }
+
+ private:
+  Health::AsyncService* service_;
+  grpc::ServerCompletionQueue* cq_;
+  Grouper* grouper_;
+  grpc::ServerContext ctx_;
+  HealthCheckRequest req_;
+  HealthCheckResponse resp_;
+  grpc::ServerAsyncResponseWriter<HealthCheckResponse> writer_;
+  bool answered_ = false;
+};
+
+class Queues final : public spool::v1::QueueService::CallbackService {
+  grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
+                                        const spool::v1::CreateQueueRequest* req,
+                                        spool::v1::Queue* resp) override {
+    resp->set_name(req->name());
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "spool-reply-paths: grpc.health.v1 Check answered through gRPC's callback, async or sync "
+      "API, inline or after a group wait on another thread: what a reply after a durable "
+      "write costs gRPC here."};
+  std::string listen = "127.0.0.1:0", port_file, api = "callback", finish = "inline";
+  int delay_us = 0, threads = 2;
+  app.add_option("--listen", listen, "HOST:PORT to serve on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--port-file", port_file, "Write the port served on to this file once serving");
+  app.add_option("--api", api, "callback, async or sync")
+      ->check(CLI::IsMember({"callback", "async", "sync"}))
+      ->capture_default_str();
+  app.add_option("--finish", finish, "inline, or group (replied to from the group's thread)")
+      ->check(CLI::IsMember({"inline", "group"}))
+      ->capture_default_str();
+  app.add_option("--delay-us", delay_us, "--finish group: wait this long per group")
+      ->check(CLI::Range(0, 1'000'000));
+  app.add_option("--threads", threads, "--api async: completion queues, one thread each")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (delay_us > 0 && finish != "group") {
+    std::fprintf(stderr, "spool-reply-paths: --delay-us goes with --finish group\n");
+    return 2;
+  }
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::unique_ptr<Grouper> grouper;
+  if (finish == "group") grouper = std::make_unique<Grouper>(delay_us);
+  CallbackHealth callback_health(grouper.get());
+  SyncHealth sync_health(grouper.get());
+  Health::AsyncService async_health;
+  Queues queues;
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&queues);
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
+  if (api == "callback") {
+    builder.RegisterService(&callback_health);
+  } else if (api == "sync") {
+    builder.RegisterService(&sync_health);
+  } else {
+    builder.RegisterService(&async_health);
+    for (int i = 0; i < threads; ++i) cqs.push_back(builder.AddCompletionQueue());
+  }
+  auto server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "spool-reply-paths: cannot listen on %s\n", listen.c_str());
+    return 1;
+  }
+  std::vector<std::thread> drains;
+  for (auto& cq : cqs) {
+    for (int i = 0; i < 64; ++i) new AsyncCheck(&async_health, cq.get(), grouper.get());
+    drains.emplace_back([q = cq.get()] {
+      void* tag;
+      bool ok;
+      while (q->Next(&tag, &ok)) static_cast<AsyncCheck*>(tag)->Proceed(ok);
+    });
+  }
+  std::fprintf(stderr, "spool-reply-paths: serving on port %d (%s API, finish %s, delay %d us)\n",
+               port, api.c_str(), finish.c_str(), delay_us);
+  if (!port_file.empty()) {
+    std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::filesystem::rename(tmp, port_file);
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server->Shutdown();
+  for (auto& cq : cqs) cq->Shutdown();
+  for (auto& t : drains) t.join();
+  return 0;
+}
