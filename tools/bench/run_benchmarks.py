@@ -7,9 +7,9 @@ and prints a Markdown table per target: the median of --runs runs, with min and 
     tools/bench/run_benchmarks.py --scale 10000000   # target 5's depth and history sizes
     tools/bench/run_benchmarks.py --quick --runs 1 --only 1 2 4 6   # does it all still run?
 
-Each server (spoold, and for target 2 spool-append-server, its ceiling) listens on 127.0.0.1 on
-a free port with its data under a temporary directory, and is stopped at the end. Needs the
-build (tools/dev.sh build).
+Each server (spoold, and for targets 1-3 spool-append-server, the least a durable queue can do)
+listens on 127.0.0.1 on a free port with its data under a temporary directory, and is stopped
+at the end. Needs the build (tools/dev.sh build).
 """
 import argparse
 import json
@@ -28,8 +28,8 @@ PHASE = {"short": "5s", "e2e": "20s"}
 
 
 class Spoold:
-    """A spoold (or, with binary="spool-append-server", target 2's ceiling, which takes the
-    same flags) on 127.0.0.1, on a free port."""
+    """A spoold (or, with binary="spool-append-server", the ceiling of targets 1-3, which takes
+    the same flags) on 127.0.0.1, on a free port."""
 
     def __init__(self, data_dir, *flags, binary="spoold"):
         self.data_dir = data_dir
