@@ -28,7 +28,6 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -40,7 +39,6 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -51,6 +49,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "engine/coding.h"
 #include "spool/v1/queue.grpc.pb.h"
+#include "tools/bench/serve.h"
 
 namespace {
 
@@ -331,11 +330,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = spool::bench::BlockStopSignals();
 
   AppendLog log(fd, !no_fsync);
   Service service(&log);
@@ -351,14 +346,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "spool-append-server: serving on port %d, appending to %s\n", port,
                path.c_str());
-  if (!port_file.empty()) {
-    std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::filesystem::rename(tmp, port_file);
-  }
-
-  int sig = 0;
-  sigwait(&signals, &sig);
+  spool::bench::WritePortFile(port_file, port);
+  spool::bench::WaitForStopSignal(signals);
   server->Shutdown();
   log.Stop();
   close(fd);

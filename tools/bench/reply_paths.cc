@@ -18,15 +18,12 @@
 //   spool-bench --server 127.0.0.1:PORT --workload noop --producers 4 --inflight 16
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -37,6 +34,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "spool/v1/queue.grpc.pb.h"
+#include "tools/bench/serve.h"
 
 namespace {
 
@@ -207,11 +205,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = spool::bench::BlockStopSignals();
 
   std::unique_ptr<Grouper> grouper;
   if (finish == "group") grouper = std::make_unique<Grouper>(delay_us);
@@ -249,14 +243,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "spool-reply-paths: serving on port %d (%s API, finish %s, delay %d us)\n",
                port, api.c_str(), finish.c_str(), delay_us);
-  if (!port_file.empty()) {
-    std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << port << "\n";
-    std::filesystem::rename(tmp, port_file);
-  }
-
-  int sig = 0;
-  sigwait(&signals, &sig);
+  spool::bench::WritePortFile(port_file, port);
+  spool::bench::WaitForStopSignal(signals);
   server->Shutdown();
   for (auto& cq : cqs) cq->Shutdown();
   for (auto& t : drains) t.join();
