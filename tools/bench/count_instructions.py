@@ -7,6 +7,8 @@ figure to compare two builds by when a change is about CPU:
 
     tools/bench/count_instructions.py                       # 50,000 messages per workload
     tools/bench/count_instructions.py --spoold /tmp/old/spoold --messages 20000
+    tools/bench/count_instructions.py --only consume --spoold-arg=--test-mutation \
+        --spoold-arg=no-persist-leases     # what the Lease's per-message write costs
     tools/bench/count_instructions.py --only consume --keep /tmp/cg   # then:
     callgrind_annotate --inclusive=yes /tmp/cg/callgrind.consume | less
 
@@ -62,6 +64,9 @@ def main():
     ap.add_argument("--messages", type=int, default=50000)
     ap.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), default=list(WORKLOADS))
     ap.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    ap.add_argument("--spoold-arg", action="append", default=[], metavar="ARG",
+                    help="one more argument for spoold (repeat for more), e.g. "
+                    "--spoold-arg=--durability --spoold-arg=async")
     ap.add_argument("--keep", metavar="DIR",
                     help="copy callgrind's dumps here, to read with callgrind_annotate")
     args = ap.parse_args()
@@ -72,7 +77,7 @@ def main():
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--callgrind-out-file=" + out,
              args.spoold, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(tmp, "data"),
-             "--port-file", port_file],
+             "--port-file", port_file, *args.spoold_arg],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         results = []
         try:
