@@ -869,7 +869,9 @@ int Main(int argc, char** argv) {
     return 0;
   }
   GrpcBench bench(c);
-  if (!bench.EnsureQueue()) return 1;
+  // noop calls only the health service: it needs no queue (and may run against any gRPC server
+  // with one, such as spool-reply-paths).
+  if (c.workload != "noop" && !bench.EnsureQueue()) return 1;
   int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
   if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
   if (!c.rocksdb_dir.empty()) results.push_back(RawRocksDb(c, c.rocksdb_dir));

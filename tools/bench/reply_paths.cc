@@ -12,7 +12,6 @@
 //                    (a stand-in for the group's fsync, 0: none) and then has every call of it
 //                    replied to: callback and async finish from that thread, as spoold's
 //                    completion thread does, and sync wakes the blocked handlers.
-// It also answers spool.v1 CreateQueue with OK, which spool-bench calls before it starts.
 //
 //   spool-reply-paths --api callback --finish group --delay-us 200 --port-file /tmp/p
 //   spool-bench --server 127.0.0.1:PORT --workload noop --producers 4 --inflight 16
@@ -33,7 +32,6 @@
 #include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "spool/v1/queue.grpc.pb.h"
 #include "tools/bench/serve.h"
 
 namespace {
@@ -165,17 +163,6 @@ class AsyncCheck {
   bool answered_ = false;
 };
 
-class Queues final : public spool::v1::QueueService::CallbackService {
-  grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
-                                        const spool::v1::CreateQueueRequest* req,
-                                        spool::v1::Queue* resp) override {
-    resp->set_name(req->name());
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,12 +199,10 @@ int main(int argc, char** argv) {
   CallbackHealth callback_health(grouper.get());
   SyncHealth sync_health(grouper.get());
   Health::AsyncService async_health;
-  Queues queues;
 
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&queues);
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
   if (api == "callback") {
     builder.RegisterService(&callback_health);
