@@ -21,6 +21,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/check.h"
 #include "engine/coding.h"
@@ -122,6 +123,80 @@ absl::Status NotFound(std::string_view queue) {
 }
 
 absl::Status Closing() { return absl::UnavailableError("spool is shutting down"); }
+
+// One message's state, as read from the state family at open.
+struct LoadedState {
+  uint64_t queue_id;
+  uint64_t seq;
+  MsgState m;
+};
+
+// Reads and parses every message state on a thread of its own and hands them to `take` on the
+// calling thread, in key order, a chunk at a time. Reading the store and building the
+// in-memory maps from it are most of a restart's time (10 million messages stored: about two
+// thirds and one third of it); this way they overlap. At most kMaxChunks chunks wait at once.
+absl::Status ScanStates(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family,
+                        absl::FunctionRef<void(const std::vector<LoadedState>&)> take) {
+  constexpr size_t kChunk = 4096;
+  constexpr size_t kMaxChunks = 8;
+  struct Shared {
+    absl::Mutex mu;
+    std::deque<std::vector<LoadedState>> chunks ABSL_GUARDED_BY(mu);
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::Status status ABSL_GUARDED_BY(mu);
+  } shared;
+  std::thread reader([db, family, &shared] {
+    pthread_setname_np(pthread_self(), "spool-load");
+    // A scan reads every block once: filling the block cache with them would only evict.
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    ro.readahead_size = 2 << 20;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, family));
+    storage::StateRecord r;
+    std::vector<LoadedState> chunk;
+    absl::Status status;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto parts = ParseMessageKey(it->key().ToStringView());
+      if (!parts || !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        status = absl::DataLossError("a message state record in the store is damaged");
+        break;
+      }
+      chunk.push_back({parts->queue_id, parts->seq, FromRecord(r)});
+      if (chunk.size() == kChunk) {
+        absl::MutexLock lock(&shared.mu);
+        shared.mu.Await(absl::Condition(
+            +[](Shared* s)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->chunks.size() < kMaxChunks; },
+            &shared));
+        shared.chunks.push_back(std::move(chunk));
+        chunk.clear();
+      }
+    }
+    if (status.ok() && !it->status().ok())
+      status = FromRocks(it->status(), "loading message states");
+    absl::MutexLock lock(&shared.mu);
+    if (!chunk.empty()) shared.chunks.push_back(std::move(chunk));
+    shared.status = status;
+    shared.done = true;
+  });
+  for (;;) {
+    std::vector<LoadedState> chunk;
+    {
+      absl::MutexLock lock(&shared.mu);
+      shared.mu.Await(absl::Condition(
+          +[](Shared* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) { return s->done || !s->chunks.empty(); },
+          &shared));
+      if (shared.chunks.empty()) break;
+      chunk = std::move(shared.chunks.front());
+      shared.chunks.pop_front();
+    }
+    take(chunk);
+  }
+  reader.join();
+  absl::MutexLock lock(&shared.mu);
+  return shared.status;
+}
 
 }  // namespace
 
@@ -493,31 +568,31 @@ absl::Status EngineImpl::OpenStore() {
     if (!it->status().ok()) return FromRocks(it->status(), "loading counters");
   }
 
-  // Every message's state: rebuilds the lease index.
+  // Every message's state: rebuilds the messages and the lease index of every queue.
   uint64_t loaded = 0, orphans = 0;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, state_cf_));
-    Queue* q = nullptr;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      auto parts = ParseMessageKey(it->key().ToStringView());
-      storage::StateRecord r;
-      if (!parts || !r.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        return absl::DataLossError("a message state record in the store is damaged");
-      }
-      if (q == nullptr || q->id != parts->queue_id) q = FindByIdLocked(parts->queue_id);
-      if (q == nullptr) {
-        ++orphans;
-        continue;
-      }
-      MsgState m = FromRecord(r);
-      last_now_ = std::max(last_now_, m.enqueue_time);
-      q->messages.emplace_hint(q->messages.end(), parts->seq, m);
-      IndexAddLocked(*q, parts->seq, m);
-      ++loaded;
-      SPOOL_CHECK(parts->seq < seq_reserved_, "a stored message has an unreserved sequence number");
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "loading message states");
-  }
+  Queue* q = nullptr;
+  absl::Status scanned =
+      ScanStates(db_.get(), state_cf_, [&](const std::vector<LoadedState>& chunk) {
+        mu_.AssertHeld();  // held by this thread, which runs `take`
+        for (const LoadedState& s : chunk) {
+          if (q == nullptr || q->id != s.queue_id) q = FindByIdLocked(s.queue_id);
+          if (q == nullptr) {
+            ++orphans;
+            continue;
+          }
+          SPOOL_CHECK(s.seq < seq_reserved_, "a stored message has an unreserved sequence number");
+          last_now_ = std::max(last_now_, s.m.enqueue_time);
+          q->messages.emplace_hint(q->messages.end(), s.seq, s.m);
+          // Scanned by sequence number, a backlog that was never leased comes in index order
+          // too (enqueue times do not decrease): placed after the last entry, it costs no
+          // search of the tree, which was a fifth of the restart with 10 million messages
+          // stored. Entries out of that order fall back to a search.
+          q->index.insert(q->index.end(), {s.m.visible_at, s.seq});
+          CountLocked(*q, s.m, +1);
+          ++loaded;
+        }
+      });
+  if (!scanned.ok()) return scanned;
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, dedup_cf_));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {

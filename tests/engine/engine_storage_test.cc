@@ -74,6 +74,92 @@ TEST_F(EngineStorageTest, ConfigsCountersAndDelaysSurviveReopen) {
   EXPECT_EQ(Take("jobs", 10).size(), 2u);
 }
 
+// Opening rebuilds the lease index from a scan in sequence order; here that order is not the
+// index's (an older message delayed past newer ones, leases with different deadlines).
+TEST_F(EngineStorageTest, TheLeaseOrderSurvivesReopenWhateverTheScanOrder) {
+  Create("jobs");
+  Send("jobs", {"late"}, 60'000);
+  Send("jobs", {"a", "b", "c", "d"});
+  auto first = Take("jobs", 1, 30'000);
+  auto second = Take("jobs", 1, 10'000);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(first[0].payload, "a");
+  EXPECT_EQ(second[0].payload, "b");
+  Reopen();
+  auto info = engine_->GetQueue("jobs");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->stats.total, 5u);
+  EXPECT_EQ(info->stats.leased, 2u);
+  EXPECT_EQ(info->stats.delayed, 1u);
+  EXPECT_EQ(Payloads(Take("jobs", 10, 100'000)), (std::vector<std::string>{"c", "d"}));
+  Advance(10'000);  // b's lease ends first, although a was leased first
+  EXPECT_EQ(Payloads(Take("jobs", 10, 100'000)), (std::vector<std::string>{"b"}));
+  Advance(20'000);
+  EXPECT_EQ(Payloads(Take("jobs", 10, 100'000)), (std::vector<std::string>{"a"}));
+  Advance(30'000);
+  EXPECT_EQ(Payloads(Take("jobs", 10, 100'000)), (std::vector<std::string>{"late"}));
+}
+
+// Enough messages that opening reads the states in many chunks, with the reader ahead of the
+// maps being built from them; two queues, their sequence numbers interleaved.
+TEST_F(EngineStorageTest, ManyMessagesInTwoQueuesReloadInOrder) {
+  Create("a");
+  Create("b");
+  std::vector<std::string> batch(1000);
+  for (int round = 0; round < 25; ++round) {
+    for (int i = 0; i < 1000; ++i) batch[i] = std::to_string(round * 1000 + i);
+    Send("a", batch);
+    if (round < 20) Send("b", batch);
+  }
+  ASSERT_EQ(Take("a", 10, 60'000).size(), 10u);
+  Reopen();
+  auto a = engine_->GetQueue("a");
+  auto b = engine_->GetQueue("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->stats.total, 25'000u);
+  EXPECT_EQ(a->stats.leased, 10u);
+  EXPECT_EQ(a->stats.ready, 24'990u);
+  EXPECT_EQ(b->stats.total, 20'000u);
+  EXPECT_EQ(b->stats.ready, 20'000u);
+  auto next = Take("a", 1000);
+  ASSERT_EQ(next.size(), 1000u);
+  EXPECT_EQ(next.front().payload, "10");
+  EXPECT_EQ(next.back().payload, "1009");
+  for (int k = 0; k < 20; ++k) {
+    auto got = Take("b", 1000);
+    ASSERT_EQ(got.size(), 1000u);
+    EXPECT_EQ(got.front().payload, std::to_string(k * 1000));
+    EXPECT_EQ(got.back().payload, std::to_string(k * 1000 + 999));
+  }
+  EXPECT_TRUE(Take("b", 1).empty());
+}
+
+TEST_F(EngineStorageTest, ADamagedStateRecordStopsTheOpen) {
+  Create("jobs");
+  auto ids = Send("jobs", {"a", "b"});
+  engine_.reset();
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(StoreOptions(), StorePath(dir_.path()), StoreFamilies(), &handles, &db)
+            .ok());
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, handles[2]));
+    it->SeekToLast();
+    ASSERT_TRUE(it->Valid());
+    std::string key = it->key().ToString();
+    it.reset();
+    ASSERT_TRUE(db->Put({}, handles[2], key, "\xff\xff\xff").ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  auto e = Engine::Open(MakeOptions(), clock_);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(e.status().message().find("state record"), std::string::npos) << e.status();
+}
+
 TEST_F(EngineStorageTest, DedupIdsSurviveReopen) {
   Create("jobs");
   auto a = EnqueueSync(*engine_, "jobs", {{"a", {}, {}, "k"}});
