@@ -466,7 +466,14 @@ absl::Status EngineImpl::OpenStore() {
     // anyway (commit_pipeline.h).
     db_options.max_bgerror_resume_count = 0;
   }
-  rocksdb::Status s = rocksdb::DB::Open(db_options, db_path, StoreFamilies(), &handles_, &raw);
+  // Compactions wait until the messages are loaded: after a crash in the middle of a load,
+  // the compactions it left owing would otherwise take one of the machine's cores from the
+  // scan below (10.8 million stored and a 290 MB log to replay after a kill -9, four runs
+  // each: spoold's CPU by SERVING 7.0-10.0 s -> 4.7-5.2 s, time to SERVING 4.2-6.0 s ->
+  // 3.9-4.2 s). Nothing writes to the store until then but the small first-open batch.
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = StoreFamilies();
+  for (auto& f : families) f.options.disable_auto_compactions = true;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, db_path, families, &handles_, &raw);
   if (!s.ok()) {
     if (s.IsCorruption()) {
       return absl::DataLossError(Cat(
@@ -618,6 +625,9 @@ absl::Status EngineImpl::OpenStore() {
                                        options_.durability == Durability::kSync &&
                                            options_.test.mutation != Mutation::kReplyBeforeFsync,
                                        default_cf_, options_.test.at_point);
+  // Unlike SetOptions, this also schedules the compactions now owed.
+  s = db_->EnableAutoCompaction(handles_);
+  if (!s.ok()) return FromRocks(s, "starting compactions");
   CheckClockAtOpenLocked();
   Log(Cat("opened ", options_.data_dir, ": ", queues_.size(), " queues, ", loaded, " messages",
           orphans ? Cat(", ", orphans, " orphaned states") : "", ", durability ",

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "engine/coding.h"
@@ -158,6 +160,35 @@ TEST_F(EngineStorageTest, ADamagedStateRecordStopsTheOpen) {
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(e.status().message().find("state record"), std::string::npos) << e.status();
+}
+
+// Opening holds compactions back until the messages are loaded; they must be on once it is
+// done. RocksDB records each change of options in a new OPTIONS file: the newest must have
+// compactions on in every family.
+TEST_F(EngineStorageTest, CompactionsAreOnOnceOpen) {
+  Create("jobs");
+  Reopen();
+  engine_.reset();
+  std::string newest;
+  uint64_t newest_number = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(StorePath(dir_.path()))) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with("OPTIONS-")) continue;
+    uint64_t number = std::stoull(name.substr(8));
+    if (number >= newest_number) {
+      newest_number = number;
+      newest = entry.path().string();
+    }
+  }
+  ASSERT_FALSE(newest.empty());
+  std::ifstream in(newest);
+  int on = 0, off = 0;
+  for (std::string line; std::getline(in, line);) {
+    on += line.find("disable_auto_compactions=false") != std::string::npos;
+    off += line.find("disable_auto_compactions=true") != std::string::npos;
+  }
+  EXPECT_EQ(on, 4) << newest;
+  EXPECT_EQ(off, 0) << newest;
 }
 
 TEST_F(EngineStorageTest, DedupIdsSurviveReopen) {
