@@ -50,6 +50,8 @@ class RunBenchmarksTest(unittest.TestCase):
             for c in cells:
                 self.assertRegex(c, r"\d", f"an empty cell in: {t}")
         self.assertRegex(out, r"restart to SERVING \d+\.\d\d s")
+        self.assertRegex(out, r"killed \(SIGKILL\): restart to SERVING \d+\.\d\d s, replaying "
+                              r"\d+ MiB of log")
 
     def test_quick_refuses_the_long_targets(self):
         for args, error in ((["--only", "3"], "--quick goes with"),

@@ -285,7 +285,20 @@ def target5(tmp, scale, json_path=None):
     restart = Spoold(s.data_dir)
     ready = restart.ready_seconds
     rss_after = restart.rss_mib()
-    restart.stop()
+    # Then a crash: enough enqueued to fill the log up to its bound (max_total_wal_size, 256
+    # MiB: about 800,000 messages) and spoold killed, so the next start replays all of it.
+    crash_load = min(800_000, scale)
+    bench(restart, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch",
+          "1000", "--messages", str(crash_load), "--no-baseline", "--queue", "deep",
+          "--duration", "900s")
+    restart.proc.kill()
+    restart.proc.wait()
+    db = os.path.join(s.data_dir, "db")
+    log_mib = sum(os.path.getsize(os.path.join(db, f)) for f in os.listdir(db)
+                  if f.endswith(".log")) / 2**20
+    crashed = Spoold(s.data_dir)
+    crash_ready = crashed.ready_seconds
+    crashed.stop()
     table(f"Target 5a: Lease cost against depth (single-message Lease + Ack, 16 in flight, "
           f"10,000 leases a measurement, {settle} s after loading; median of {PHASE['rounds']} in "
           "turn with the 10k-message queue)",
@@ -293,7 +306,9 @@ def target5(tmp, scale, json_path=None):
            f"ratio to the 10k queue before loading ({shallow:.2f} ms)", "spoold RSS MiB"], rows)
     print(f"\nWith {stored:,} messages of 256 B stored: restart to SERVING {ready:.2f} s, RSS after "
           f"restart {rss_after:,.0f} MiB, data directory {disk / 2**20:,.0f} MiB = "
-          f"{disk / payload_bytes:.2f}× the payload bytes (incompressible payloads).")
+          f"{disk / payload_bytes:.2f}× the payload bytes (incompressible payloads). Then "
+          f"{crash_load:,} more enqueued and spoold killed (SIGKILL): restart to SERVING "
+          f"{crash_ready:.2f} s, replaying {log_mib:,.0f} MiB of log.")
     # History: Lease p99 on a nearly empty queue after `scale` messages went through it.
     s = fresh(tmp, "t5-history")
     bench(s, "--workload", "produce", "--producers", "2", "--inflight", "2", "--batch", "1000",
