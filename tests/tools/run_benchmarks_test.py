@@ -18,13 +18,11 @@ SCRIPT = os.path.join(os.environ.get("SPOOL_SOURCE_DIR", "."), "tools", "bench",
 
 
 class RunBenchmarksTest(unittest.TestCase):
-    def test_quick_run_prints_every_table_filled(self):
-        out = subprocess.run(["/usr/bin/python3", SCRIPT, "--quick", "--runs", "1", "--only",
-                              "1", "2", "4", "6"],
-                             capture_output=True, text=True, timeout=240, check=True).stdout
+    def assertTablesFilled(self, out, names):
+        """The printed tables are `names`, in order, each with one row and a figure in every
+        cell; returns their texts."""
         tables = re.split(r"\n### ", out)[1:]
-        self.assertEqual([t.split(":")[0] for t in tables],
-                         ["Target 1", "Target 2", "Target 4", "Target 6"])
+        self.assertEqual([t.split(":")[0] for t in tables], names)
         for t in tables:
             lines = [l for l in t.splitlines() if l.startswith("|")]
             header, rows = lines[0], lines[2:]
@@ -33,22 +31,20 @@ class RunBenchmarksTest(unittest.TestCase):
             self.assertEqual(len(cells), header.count("|") - 1, t)
             for c in cells:
                 self.assertRegex(c, r"\d", f"an empty cell in: {t}")
+        return tables
+
+    def test_quick_run_prints_every_table_filled(self):
+        out = subprocess.run(["/usr/bin/python3", SCRIPT, "--quick", "--runs", "1", "--only",
+                              "1", "2", "4", "6"],
+                             capture_output=True, text=True, timeout=240, check=True).stdout
+        tables = self.assertTablesFilled(out, ["Target 1", "Target 2", "Target 4", "Target 6"])
         self.assertIn("Spool ÷ append server", tables[1])
 
     def test_quick_target5_prints_both_tables_filled(self):
         out = subprocess.run(["/usr/bin/python3", SCRIPT, "--quick", "--only", "5", "--scale",
                               "20000"],
                              capture_output=True, text=True, timeout=240, check=True).stdout
-        tables = re.split(r"\n### ", out)[1:]
-        self.assertEqual([t.split(":")[0] for t in tables], ["Target 5a", "Target 5b"])
-        for t in tables:
-            lines = [l for l in t.splitlines() if l.startswith("|")]
-            header, rows = lines[0], lines[2:]
-            self.assertEqual(len(rows), 1, t)
-            cells = [c.strip() for c in rows[0].strip("|").split("|")]
-            self.assertEqual(len(cells), header.count("|") - 1, t)
-            for c in cells:
-                self.assertRegex(c, r"\d", f"an empty cell in: {t}")
+        self.assertTablesFilled(out, ["Target 5a", "Target 5b"])
         self.assertRegex(out, r"restart to SERVING \d+\.\d\d s")
         self.assertRegex(out, r"killed \(SIGKILL\): restart to SERVING \d+\.\d\d s, replaying "
                               r"\d+ MiB of log")
