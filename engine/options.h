@@ -73,6 +73,12 @@ struct Options {
   // pass never holds the engine for long. Range 1 .. 100,000. Default: 1,000.
   int64_t background_batch = 1'000;
 
+  // When the write-ahead log to replay at open is at least this many bytes (a crash after
+  // heavy writing), compactions are held back until the messages are loaded, so that the
+  // compactions owed do not take a core from the load. Below it they start at once: holding
+  // them back costs RocksDB a rewrite of its OPTIONS file per column family. Default: 64 MiB.
+  uint64_t defer_compactions_log_bytes = 64 << 20;
+
   // Receives one line per notable event (open, recovery figures, storage errors).
   // Default (empty): written to stderr.
   std::function<void(const std::string&)> log;
