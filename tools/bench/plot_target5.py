@@ -10,8 +10,8 @@ RESULTS.json is what `run_benchmarks.py --only 5 --target5-json FILE` writes:
 
 Two panels side by side, x = messages (log scale): left, Lease p99 as a ratio to its baseline
 (the 10k-message queue, or a new queue, measured in turn on the same server; "before_ms", the
-baseline measured before the load, is not drawn) with the 1.2x target as a grey line; right, spoold's RSS in MiB
-with the 1 GiB target. Blue: messages stored (depth). Orange: messages consumed (history).
+baseline measured before the load, is not drawn) with the 1.2x target as a grey line; right,
+spoold's RSS in MiB with the 1 GiB target. Blue: messages stored (depth). Orange: messages consumed (history).
 """
 import json
 import math

@@ -238,7 +238,7 @@ def lease_p99(s, queue, n=10000):
 
 def in_turn(s, queue, baseline):
     """Lease p99 of `queue` and of a baseline queue on the same server, measured in turn
-    (3 rounds); the medians of each. baseline(k) names the baseline queue of round k. A p99
+    (PHASE["rounds"] rounds); the medians of each. baseline(k) names the baseline queue of round k. A p99
     of 10,000 calls moves by a third between runs on this guest with a handful of slow fsyncs
     (the disk's tail, background flushes), so one run against one run measured minutes apart
     could not tell 1.2x from noise."""
