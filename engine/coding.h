@@ -44,9 +44,10 @@ enum class Counter : uint8_t {
   kExpired = 6,
   kPurged = 7,
   kDeleted = 8,
-  kMoved = 9,  // moved out by MoveMessages
+  kMoved = 9,   // moved out by MoveMessages
+  kNacked = 10,  // receipts nacked
 };
-inline constexpr int kCounterCount = 10;  // indexable by static_cast<int>(Counter)
+inline constexpr int kCounterCount = 11;  // indexable by static_cast<int>(Counter)
 std::string CounterKey(uint64_t queue_id, Counter counter);
 std::string CounterPrefix(uint64_t queue_id);  // "c" + queue_id
 std::string EncodeInt64(int64_t value);        // 8 bytes, little-endian

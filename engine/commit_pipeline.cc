@@ -40,10 +40,13 @@ void CommitPipeline::Group::Clear() {
 
 CommitPipeline::CommitPipeline(rocksdb::DB* db, bool sync,
                                rocksdb::ColumnFamilyHandle* counter_family,
-                               std::function<void(std::string_view)> at_point)
+                               std::function<void(std::string_view)> at_point,
+                               GroupObserver observe, std::function<int64_t()> steady_micros)
     : db_(db),
       counter_family_(counter_family ? counter_family : db->DefaultColumnFamily()),
-      at_point_(std::move(at_point)) {
+      at_point_(std::move(at_point)),
+      observe_(std::move(observe)),
+      steady_micros_(std::move(steady_micros)) {
   write_options_.sync = sync;
   // Named for top -H, perf and gdb (at most 15 characters).
   thread_ = std::thread([this] {
@@ -111,7 +114,9 @@ void CommitPipeline::Run() {
     rocksdb::WriteBatch& batch = group.batch_;
     if (error.ok() && batch.Count() > 0) {
       if (at_point_) at_point_("before-write");
+      int64_t start = observe_ ? steady_micros_() : 0;
       error = FromRocks(db_->Write(write_options_, &batch), "write");
+      if (observe_) observe_(group_done.size(), steady_micros_() - start);
       if (at_point_ && error.ok()) at_point_("after-write");
     }
     absl::MutexLock lock(&mu_);

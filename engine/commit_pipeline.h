@@ -66,11 +66,18 @@ class CommitPipeline {
     absl::btree_map<std::string, int64_t> counters_;
   };
 
+  // Called on the commit thread after each group that wrote something: how many operations
+  // (Submit calls) it held and how long its write (and fsync, when sync) took.
+  using GroupObserver = std::function<void(size_t operations, int64_t write_micros)>;
+
   // at_point (may be empty) is called at the named points of TestHooks::at_point. Counters go
   // to counter_family (nullptr: the default family), whose merge operator must add
-  // little-endian int64 operands (EncodeInt64).
+  // little-endian int64 operands (EncodeInt64). observe (may be empty) times writes with
+  // steady_micros, which must then be set.
   CommitPipeline(rocksdb::DB* db, bool sync, rocksdb::ColumnFamilyHandle* counter_family = nullptr,
-                 std::function<void(std::string_view)> at_point = nullptr);
+                 std::function<void(std::string_view)> at_point = nullptr,
+                 GroupObserver observe = nullptr,
+                 std::function<int64_t()> steady_micros = nullptr);
   ~CommitPipeline();  // Stop()s
 
   // Adds fill's writes to the forming group and queues done. Never calls done inline.
@@ -93,6 +100,8 @@ class CommitPipeline {
   rocksdb::ColumnFamilyHandle* const counter_family_;
   rocksdb::WriteOptions write_options_;
   const std::function<void(std::string_view)> at_point_;
+  const GroupObserver observe_;
+  const std::function<int64_t()> steady_micros_;
 
   absl::Mutex mu_;
   Group forming_ ABSL_GUARDED_BY(mu_);

@@ -110,6 +110,9 @@ class Engine {
   // Removes one message whatever its state. NOT_FOUND when the queue has no such message.
   virtual void DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) = 0;
 
+  // Waiters and storage sizes as of now. Holds the engine lock only to read the waiter count.
+  virtual RuntimeStats Runtime() = 0;
+
   // Runs one pass of background work at the clock's current time: ends waits whose time is up,
   // serves waiters whose messages became visible, refreshes stats, applies retention and dedup
   // expiry. The background thread calls it; tests with a ManualClock call it by hand.

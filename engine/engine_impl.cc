@@ -329,6 +329,7 @@ class EngineImpl final : public Engine {
   void MoveMessages(std::string source, std::string destination, uint32_t max_messages,
                     Callback<std::vector<MovedMessage>> done) override;
   void DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) override;
+  RuntimeStats Runtime() override;
   void Tick() override { TickInternal(); }
 
  private:
@@ -650,7 +651,9 @@ absl::Status EngineImpl::OpenStore() {
       std::make_unique<CommitPipeline>(db_.get(),
                                        options_.durability == Durability::kSync &&
                                            options_.test.mutation != Mutation::kReplyBeforeFsync,
-                                       default_cf_, options_.test.at_point);
+                                       default_cf_, options_.test.at_point,
+                                       options_.on_commit_group,
+                                       [clock = clock_] { return clock->SteadyMicros(); });
   if (defer_compactions) {
     // Unlike SetOptions, this also schedules the compactions now owed.
     s = db_->EnableAutoCompaction(handles_);
@@ -718,6 +721,33 @@ void EngineImpl::Close() {
     ::close(lock_fd_);  // releases the flock
     lock_fd_ = -1;
   }
+}
+
+RuntimeStats EngineImpl::Runtime() {
+  RuntimeStats r;
+  {
+    absl::MutexLock lock(&mu_);
+    r.lease_waiters = num_waiters_;
+  }
+  absl::ReaderMutexLock db_lock(&db_mu_);
+  if (db_closed_ || !db_) return r;
+  for (auto* h : handles_) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, rocksdb::DB::Properties::kLiveSstFilesSize, &v)) {
+      r.live_sst_bytes += v;
+    }
+    if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) {
+      r.total_sst_bytes += v;
+    }
+    if (db_->GetIntProperty(h, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) {
+      r.memtable_bytes += v;
+    }
+  }
+  rocksdb::VectorLogPtr wals;
+  if (db_->GetSortedWalFiles(wals).ok()) {
+    for (const auto& w : wals) r.wal_bytes += w->SizeFileBytes();
+  }
+  return r;
 }
 
 absl::Status EngineImpl::Health() {
@@ -806,6 +836,7 @@ QueueInfo EngineImpl::InfoLocked(Queue& q, int64_t now) {
   s.purged_total = counter(Counter::kPurged);
   s.deleted_total = counter(Counter::kDeleted);
   s.moved_total = counter(Counter::kMoved);
+  s.nacked_total = counter(Counter::kNacked);
   return info;
 }
 
@@ -1627,6 +1658,8 @@ absl::Status EngineImpl::ReceiptCallLocked(
     updated.emplace_back(f->seq, ToRecord(m).SerializeAsString());
   }
   q.counters[static_cast<int>(Counter::kAcked)] += deleted.size();
+  const int64_t nacked = op == ReceiptOp::kNack ? static_cast<int64_t>(updated.size()) : 0;
+  q.counters[static_cast<int>(Counter::kNacked)] += nacked;
   std::vector<uint64_t> wake_queues;
   if (wake) wake_queues.push_back(q.id);
   pipeline_->Submit(
@@ -1639,6 +1672,7 @@ absl::Status EngineImpl::ReceiptCallLocked(
         }
         for (auto& [seq, state] : updated) b.Put(state_cf_, MessageKey(q.id, seq), state);
         MergeCounter(g, q.id, Counter::kAcked, static_cast<int64_t>(deleted.size()));
+        MergeCounter(g, q.id, Counter::kNacked, nacked);
       },
       [this, outcomes = std::move(outcomes), wake_queues = std::move(wake_queues),
        done = std::move(done)](const absl::Status& s) mutable {

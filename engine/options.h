@@ -83,6 +83,11 @@ struct Options {
   // Default (empty): written to stderr.
   std::function<void(const std::string&)> log;
 
+  // Called on the commit thread after every group written to the store: how many operations
+  // shared the write, and how long the write took in microseconds (with its fsync under
+  // kSync). For metrics; it must be quick and must not call the engine. Default: none.
+  std::function<void(size_t operations, int64_t write_micros)> on_commit_group;
+
   // Test-only; see TestHooks.
   TestHooks test;
 };

@@ -56,6 +56,7 @@ struct QueueStats {
   uint64_t enqueued_total = 0, acked_total = 0, delivered_total = 0;
   uint64_t dead_lettered_total = 0, expired_total = 0, purged_total = 0;
   uint64_t deleted_total = 0, moved_total = 0;
+  uint64_t nacked_total = 0;  // receipts nacked (lease ended early by the consumer)
 };
 
 struct QueueInfo {
@@ -125,6 +126,16 @@ struct PeekedMessage {
 struct MovedMessage {
   std::string source_id;
   std::string destination_id;
+};
+
+// The engine as a whole, for metrics (Engine::Runtime). Storage figures are RocksDB's, summed
+// over the store's column families.
+struct RuntimeStats {
+  int64_t lease_waiters = 0;    // Lease calls waiting for messages now
+  uint64_t live_sst_bytes = 0;  // table files holding live data
+  uint64_t total_sst_bytes = 0; // every table file, obsolete ones not yet deleted included
+  uint64_t wal_bytes = 0;       // write-ahead log files
+  uint64_t memtable_bytes = 0;  // memtables, active and immutable
 };
 
 struct PeekResult {

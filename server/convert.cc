@@ -107,6 +107,7 @@ void ToProto(const engine::QueueInfo& in, v1::Queue* out) {
   s->set_purged_total(in.stats.purged_total);
   s->set_deleted_total(in.stats.deleted_total);
   s->set_moved_total(in.stats.moved_total);
+  s->set_nacked_total(in.stats.nacked_total);
   ToTimestamp(in.create_time_ms, out->mutable_create_time());
 }
 

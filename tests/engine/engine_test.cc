@@ -1,6 +1,8 @@
 // The contract's rules, one test each, against a real store with a ManualClock.
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 #include "tests/engine/engine_fixture.h"
 
 namespace spool::engine {
@@ -146,6 +148,77 @@ TEST_F(EngineTest, NackWithDelay) {
   auto again = Take("jobs");
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].delivery_count, 2u);
+}
+
+TEST_F(EngineTest, NacksAreCountedAndTheCountSurvivesAReopen) {
+  Create("jobs");
+  Send("jobs", {"a", "b"});
+  auto m = Take("jobs", 2);
+  EXPECT_EQ(NackOne("jobs", m[0].receipt), Outcome::kOk);
+  EXPECT_EQ(NackOne("jobs", m[0].receipt), Outcome::kLeaseLost);  // not counted twice
+  EXPECT_EQ(AckOne("jobs", m[1].receipt), Outcome::kOk);
+  EXPECT_EQ(Stats("jobs").nacked_total, 1u);
+  EXPECT_EQ(Stats("jobs").acked_total, 1u);
+  Reopen();
+  EXPECT_EQ(Stats("jobs").nacked_total, 1u);
+  auto again = Take("jobs");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(NackOne("jobs", again[0].receipt, 5'000), Outcome::kOk);
+  EXPECT_EQ(Stats("jobs").nacked_total, 2u);
+}
+
+TEST_F(EngineTest, RuntimeCountsWaitersAndStorage) {
+  Create("jobs");
+  Send("jobs", {"a"});
+  EXPECT_EQ(engine_->Runtime().lease_waiters, 0);
+  Take("jobs");
+  auto w = Wait("jobs", 10'000);
+  EXPECT_EQ(engine_->Runtime().lease_waiters, 1);
+  Send("jobs", {"b"});
+  auto got = w->Get();
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  RuntimeStats r = engine_->Runtime();
+  EXPECT_EQ(r.lease_waiters, 0);
+  EXPECT_GT(r.wal_bytes, 0u);
+  EXPECT_GT(r.memtable_bytes, 0u);
+  EXPECT_GE(r.total_sst_bytes, r.live_sst_bytes);
+}
+
+// Every group written reaches on_commit_group with its operations, timed on the engine's clock.
+class CommitObserverTest : public EngineFixture {
+ protected:
+  Options MakeOptions() override {
+    Options o = EngineFixture::MakeOptions();
+    o.on_commit_group = [this](size_t operations, int64_t micros) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++groups_;
+      operations_ += operations;
+      EXPECT_GE(micros, 0);
+    };
+    return o;
+  }
+  std::mutex mu_;
+  size_t groups_ = 0, operations_ = 0;
+};
+
+TEST_F(CommitObserverTest, SeesEveryOperation) {
+  Create("jobs");
+  size_t groups_before, operations_before;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    groups_before = groups_;
+    operations_before = operations_;
+    EXPECT_GE(groups_before, 1u);  // the CreateQueue's write, at least
+  }
+  Send("jobs", {"a"});
+  Send("jobs", {"b", "c"});
+  auto m = Take("jobs", 3);
+  ASSERT_EQ(m.size(), 3u);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Two Enqueues and the Lease: each waited for its own write.
+  EXPECT_EQ(groups_ - groups_before, 3u);
+  EXPECT_EQ(operations_ - operations_before, 3u);
 }
 
 TEST_F(EngineTest, NackWithoutDelayIsVisibleAtOnce) {

@@ -327,6 +327,7 @@ int Ctl::Stats(const std::string& name) {
       {"enqueued", Count(s.enqueued_total())},
       {"delivered", Count(s.delivered_total())},
       {"acked", Count(s.acked_total())},
+      {"nacked", Count(s.nacked_total())},
       {"dead-lettered", Count(s.dead_lettered_total())},
       {"expired", Count(s.expired_total())},
       {"purged", Count(s.purged_total())},
