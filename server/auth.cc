@@ -126,13 +126,18 @@ absl::StatusOr<const Authorizer::Grant*> Authorizer::Identify(
     const grpc::CallbackServerContext* ctx) const {
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
+  if (it == md.end()) return IdentifyHeader("", "metadata");
+  return IdentifyHeader(std::string_view(it->second.data(), it->second.size()), "metadata");
+}
+
+absl::StatusOr<const Authorizer::Grant*> Authorizer::IdentifyHeader(std::string_view value,
+                                                                    std::string_view what) const {
   constexpr std::string_view kBearer = "Bearer ";
-  if (it == md.end() || it->second.size() <= kBearer.size() ||
-      std::string_view(it->second.data(), kBearer.size()) != kBearer) {
-    return absl::UnauthenticatedError(
-        "this server needs a token: send the metadata \"authorization: Bearer <token>\"");
+  if (value.size() <= kBearer.size() || value.substr(0, kBearer.size()) != kBearer) {
+    return absl::UnauthenticatedError(Cat("this server needs a token: send the ", what,
+                                          " \"authorization: Bearer <token>\""));
   }
-  std::string_view token(it->second.data() + kBearer.size(), it->second.size() - kBearer.size());
+  std::string_view token = value.substr(kBearer.size());
   std::array<unsigned char, 32> h = Hash(token);
   const Grant* found = nullptr;
   for (const Grant& g : grants_) {  // no early exit: the time does not depend on the match

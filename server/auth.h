@@ -43,6 +43,10 @@ class Authorizer {
   // The caller's grant from its metadata: UNAUTHENTICATED when there is no bearer token or it
   // is not in the file. Every grant is compared (in constant time) whatever the token.
   absl::StatusOr<const Grant*> Identify(const grpc::CallbackServerContext* ctx) const;
+  // The same from the value of an Authorization header ("Bearer <token>"; empty when absent);
+  // `what` names where it should be sent in the error ("metadata", "header").
+  absl::StatusOr<const Grant*> IdentifyHeader(std::string_view value,
+                                              std::string_view what) const;
 
   // OK, or PERMISSION_DENIED naming what is missing.
   static absl::Status Check(const Grant& grant, Permission needed, std::string_view queue);

@@ -1,6 +1,7 @@
 // spoold: flags, signals, start-up and shutdown order. Everything else lives in server.cc and
 // the engine.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -87,6 +88,25 @@ int main(int argc, char** argv) {
                "Serve plaintext beyond loopback (only on a network you trust)");
   app.add_option("--port-file", port_file,
                  "Write the port served on to this file once SERVING (useful with port 0)");
+  app.add_option("--http-listen", options.http_listen,
+                 "HOST:PORT for HTTP: the dashboard at /, /metrics, /healthz and the JSON admin "
+                 "API under /api/v1/ (README \"Observability\"); port 0: any free port. Off "
+                 "when not given");
+  app.add_option("--http-max-connections", options.http_max_connections,
+                 "Most HTTP connections open at once; the next gets 503")
+      ->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
+  app.add_option("--http-idle-timeout-ms", options.http_idle_timeout_ms,
+                 "Close HTTP connections idle this long")
+      ->check(CLI::Range(int64_t{100}, int64_t{3'600'000}))
+      ->capture_default_str();
+  app.add_flag("--http-auth-metrics", options.http_auth_metrics,
+               "With --auth-file, /metrics and /healthz need a token too");
+  app.add_option("--metrics-max-queues", options.metrics_max_queues,
+                 "Queues with their own metric series (the deepest); the rest are summed "
+                 "under queue=\"_other\"")
+      ->check(CLI::Range(1, 100'000))
+      ->capture_default_str();
   std::string test_faults, test_mutation, test_crash_at;
   app.add_option("--test-faults", test_faults,
                  "TESTS ONLY: run the store on the fault file system (unsynced-loss, "
@@ -160,6 +180,21 @@ int main(int argc, char** argv) {
                  options.listen.c_str());
     return 2;
   }
+  if (!options.http_listen.empty() && !IsLoopback(options.http_listen) &&
+      options.auth_file.empty() && !allow_insecure) {
+    std::fprintf(stderr,
+                 "spoold: refusing to serve HTTP on %s, beyond loopback, without --auth-file: "
+                 "anyone who can reach it could purge every queue. Give --auth-file (and "
+                 "--tls-cert/--tls-key), or pass --allow-insecure on a network you trust.\n",
+                 options.http_listen.c_str());
+    return 2;
+  }
+  // Up to --http-max-connections sockets, beside the store's files and gRPC's connections:
+  // the soft descriptor limit (often 1024) is raised to the hard one.
+  if (struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   auto server = spool::server::Server::Start(options, spool::engine::SystemClock());
   if (!server.ok()) {
     std::fprintf(stderr, "spoold: %s\n", std::string(server.status().message()).c_str());
@@ -171,9 +206,19 @@ int main(int argc, char** argv) {
                "durability %s\n",
                host.c_str(), (*server)->port(),
                std::filesystem::absolute(options.engine.data_dir).c_str(), durability.c_str());
+  if ((*server)->http_port() != 0) {
+    std::string http_host = options.http_listen.substr(0, options.http_listen.rfind(':'));
+    std::fprintf(stderr, "spoold: serving HTTP on %s://%s:%d/ (dashboard, /metrics, /api/v1/)\n",
+                 options.tls_cert.empty() ? "http" : "https", http_host.c_str(),
+                 (*server)->http_port());
+  }
   if (!port_file.empty()) {
+    // Line 1: the gRPC port; line 2, with --http-listen: the HTTP port.
     std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::ofstream out(tmp);
+    out << (*server)->port() << "\n";
+    if ((*server)->http_port() != 0) out << (*server)->http_port() << "\n";
+    out.close();
     std::filesystem::rename(tmp, port_file);
   }
 

@@ -36,7 +36,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     if (!auth.ok()) return auth.status();
     s->auth_ = std::move(*auth);
   }
-  auto engine = engine::Engine::Open(options.engine, std::move(clock));
+  if (options.metrics_max_queues < 1 || options.metrics_max_queues > 100'000) {
+    return absl::InvalidArgumentError("metrics_max_queues: must be between 1 and 100000");
+  }
+  s->metrics_ = std::make_unique<Metrics>(
+      SPOOL_VERSION, options.engine.durability == engine::Durability::kSync ? "sync" : "async",
+      options.metrics_max_queues);
+  engine::Options engine_options = options.engine;
+  engine_options.on_commit_group = [m = s->metrics_.get(),
+                                    chained = options.engine.on_commit_group](size_t ops,
+                                                                              int64_t micros) {
+    m->ObserveCommitGroup(ops, micros);
+    if (chained) chained(ops, micros);
+  };
+  auto engine = engine::Engine::Open(engine_options, std::move(clock));
   if (!engine.ok()) return engine.status();
   s->engine_ = std::move(*engine);
   s->service_ = std::make_unique<QueueService>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr);
@@ -73,6 +86,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, credentials, &s->port_);
   builder.RegisterService(s->service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(s->metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_request_bytes));
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
                              static_cast<int>(options.handshake_timeout_ms));
@@ -92,6 +108,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     s->engine_->Close();
     return absl::UnavailableError(
         Cat("cannot listen on ", options.listen, " (in use, or not an address of this machine)"));
+  }
+  if (!options.http_listen.empty()) {
+    s->admin_ = std::make_unique<AdminApi>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr,
+                                           s->metrics_.get(),
+                                           AdminOptions{.auth_metrics = options.http_auth_metrics});
+    http::ServerOptions h;
+    h.listen = options.http_listen;
+    h.max_connections = options.http_max_connections;
+    h.idle_timeout_ms = options.http_idle_timeout_ms;
+    h.body_limit = static_cast<uint64_t>(options.max_request_bytes);
+    h.tls_cert = options.tls_cert;
+    h.tls_key = options.tls_key;
+    auto http = http::HttpServer::Start(
+        h, [admin = s->admin_.get()](http::Request&& r, http::Responder respond) {
+          admin->Handle(std::move(r), std::move(respond));
+        });
+    if (!http.ok()) return http.status();  // ~Server stops what started
+    s->http_ = std::move(*http);
   }
   grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
   health->SetServingStatus(true);
@@ -141,6 +175,9 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();
   }
+  // Last, so that /healthz answers 503 while the rest stops; every engine callback that could
+  // still answer an HTTP request has run by now.
+  if (http_) http_->Stop();
 }
 
 }  // namespace spool::server

@@ -14,6 +14,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
+#include "server/admin_api.h"
+#include "server/http/http_server.h"
+#include "server/metrics.h"
 #include "server/service.h"
 
 namespace spool::server {
@@ -44,6 +47,19 @@ struct ServerOptions {
   // PEM files. With cert and key, spoold speaks TLS only; with client_ca too, clients must
   // present a certificate signed by that CA (mutual TLS). Default: empty (plaintext).
   std::string tls_cert, tls_key, tls_client_ca;
+
+  // HTTP (admin API, /metrics, dashboard): HOST:PORT, port 0 for any free one; empty: off.
+  // Served over TLS with tls_cert/tls_key when those are set. Default: off.
+  std::string http_listen;
+  // Most HTTP connections at once (the next gets 503). Range 1 .. 100,000. Default: 1,000.
+  int64_t http_max_connections = 1000;
+  // Idle HTTP connections are closed after this. Range 100 .. 3,600,000 ms. Default: 60,000.
+  int64_t http_idle_timeout_ms = 60'000;
+  // Require a token for /metrics and /healthz too. Default: false (open).
+  bool http_auth_metrics = false;
+  // Queues with their own metric series; the rest are summed as queue="_other". Range
+  // 1 .. 100,000. Default: 1,000.
+  int64_t metrics_max_queues = 1000;
 };
 
 class Server {
@@ -54,6 +70,8 @@ class Server {
   ~Server();  // Shutdown()
 
   int port() const { return port_; }
+  // The HTTP port, or 0 when HTTP is off.
+  int http_port() const { return http_ ? http_->port() : 0; }
   engine::Engine& engine() { return *engine_; }
 
   // Health NOT_SERVING; ends waiting Leases (they return what they have); writes out every
@@ -65,8 +83,11 @@ class Server {
   Server() = default;
   void WatchHealth();
 
+  std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<engine::Engine> engine_;
   std::optional<Authorizer> auth_;
+  std::unique_ptr<AdminApi> admin_;
+  std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<QueueService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
