@@ -50,15 +50,24 @@ Status HttpStatus(absl::StatusCode code) {
   }
 }
 
+using Renames = std::initializer_list<std::pair<std::string_view, std::string_view>>;
+
 // An error reply for s. INVALID_ARGUMENT messages start with the field ("limit: ..."); that
-// becomes the reply's "field".
-http::Response ErrorReply(const absl::Status& s) {
+// becomes the reply's "field". The engine names its own parameters: renames gives this API's
+// name for each (the redrive's "destination" is "to").
+http::Response ErrorReply(const absl::Status& s, Renames renames = {}) {
   std::string message(s.message());
   std::string field;
   if (s.code() == absl::StatusCode::kInvalidArgument) {
     size_t colon = message.find(": ");
     if (colon != std::string::npos && message.substr(0, colon).find(' ') == std::string::npos) {
       field = message.substr(0, colon);
+      for (const auto& [from, to] : renames) {
+        if (field == from) {
+          field = std::string(to);
+          message = Cat(to, message.substr(colon));
+        }
+      }
     }
   }
   http::Response r = JsonError(HttpStatus(s.code()), message, field);
@@ -273,7 +282,9 @@ void AdminApi::GetQueue(Call call) {
 
 void AdminApi::PeekMessages(Call call) {
   const std::string& name = call.param("queue");
-  if (auto g = Authorize(call, kConsume, name); !g.ok()) {
+  // Peek is a consumer's read over gRPC; the dashboard's operator holds an admin token, so
+  // either right will do here.
+  if (auto g = Authorize(call, kConsume | kAdmin, name); !g.ok()) {
     return call.respond(ErrorReply(g.status()));
   }
   auto params = http::ParsePeekParams(call.target.query);
@@ -286,13 +297,7 @@ void AdminApi::PeekMessages(Call call) {
                                   : params->limit - static_cast<uint32_t>(found.size());
     auto page = engine_->Peek(name, want, cursor);
     if (!page.ok()) {
-      absl::Status s = page.status();
-      // The engine names its own parameter; this API calls it "after".
-      std::string message(s.message());
-      if (message.rfind("start_after", 0) == 0) {
-        s = absl::Status(s.code(), Cat("after", message.substr(11)));
-      }
-      return call.respond(ErrorReply(s));
+      return call.respond(ErrorReply(page.status(), {{"start_after", "after"}}));
     }
     for (const engine::PeekedMessage& m : page->messages) {
       ++scanned;
@@ -374,7 +379,8 @@ void AdminApi::Redrive(Call call) {
             s = absl::Status(s.code(), Cat(std::string(s.message()), " (after ", run->moved,
                                             " were moved)"));
           }
-          return run->respond(ErrorReply(s));
+          return run->respond(ErrorReply(
+              s, {{"destination", "to"}, {"source", "queue"}, {"max_messages", "max"}}));
         }
         run->moved += result->size();
         if (result->size() < batch || (run->max > 0 && run->moved >= run->max)) {

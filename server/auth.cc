@@ -42,6 +42,7 @@ bool ValidPattern(const std::string& p) {
 }
 
 std::string PermissionName(Permission p) {
+  if (p == (kConsume | kAdmin)) return "consume or admin";
   return p == kProduce ? "produce" : p == kConsume ? "consume" : "admin";
 }
 

@@ -22,6 +22,7 @@ PACKAGES=(
   g++ cmake make pkg-config
   librocksdb-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libssl-dev libcli11-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libboost-dev prometheus-cpp-dev  # the HTTP layer (Asio/Beast) and /metrics
   python3 python3-grpcio python3-protobuf openssl
   libclang-rt-14-dev faketime
   valgrind  # tools/bench/count_instructions.py: instructions per message, callgrind
@@ -33,6 +34,17 @@ FUZZ_PACKAGES=(clang-14)
 # Redis's Python client); the test command installs them for their smoke test (peers_test).
 # The scripts start servers of their own in temporary directories.
 PEER_PACKAGES=(redis-server postgresql-15 python3-redis)
+# The tests of the HTTP surface: Prometheus's own parser for /metrics, YAML for the alert rules,
+# and the dashboard in a real browser (Debian's Chromium, driven by playwright-core from npm,
+# pinned in tests/dashboard/package-lock.json; never a downloaded browser).
+HTTP_TEST_PACKAGES=(python3-prometheus-client python3-yaml chromium)
+
+# Node and npm for the browser test. Debian's nodejs and npm packages on a fresh machine; where
+# another Node (with its own npm) is installed already, that one is used.
+node_setup() {
+  if command -v node >/dev/null && command -v npm >/dev/null; then return 0; fi
+  setup nodejs npm
+}
 
 setup() {
   local missing=()
@@ -80,7 +92,7 @@ fuzz_all() {
   cmake --build build-fuzz -j "$(nproc)"
   rm -rf build-fuzz/found && mkdir -p build-fuzz/found
   local pids=()
-  for target in receipt validate engine; do
+  for target in receipt validate engine http; do
     local work="build-fuzz/corpus-$target"
     rm -rf "$work" && cp -r "tests/fuzz/corpus/$target" "$work"
     echo "dev.sh: fuzzing $target for ${seconds}s"
@@ -90,7 +102,7 @@ fuzz_all() {
   done
   local failed=0
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  for target in receipt validate engine; do
+  for target in receipt validate engine http; do
     echo "dev.sh: $target: $(grep -E '^stat::number_of_executed_units' "build-fuzz/$target.log")"
     grep -E "==.*ERROR|^SUMMARY" "build-fuzz/$target.log" || true
   done
@@ -106,11 +118,14 @@ case "${1:-}" in
   run)
     shift
     setup; build
-    exec build/bin/spoold --data-dir "${SPOOL_DATA_DIR:-spool-data}" "$@"
+    echo "dev.sh: the dashboard: http://127.0.0.1:7421/ (metrics at /metrics)" >&2
+    exec build/bin/spoold --data-dir "${SPOOL_DATA_DIR:-spool-data}" \
+      --http-listen "${SPOOL_HTTP_LISTEN:-127.0.0.1:7421}" "$@"
     ;;
   test)
     shift
-    setup "${FUZZ_PACKAGES[@]}" "${PEER_PACKAGES[@]}"; build
+    setup "${FUZZ_PACKAGES[@]}" "${PEER_PACKAGES[@]}" "${HTTP_TEST_PACKAGES[@]}"; node_setup
+    build
     ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
     echo "dev.sh: the unit, storage and integration tests under ASan and UBSan"
     sanitize_build engine_unit_test engine_test server_test spoolctl_unit_test \

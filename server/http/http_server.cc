@@ -158,6 +158,23 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                   true);
     }
     Request request = parser_->release();
+    // Framing Beast would accept but this server does not: a transfer coding other than
+    // chunked (the body's end would be guessed, and what follows read as another request),
+    // and an HTTP/1.1 request without Host (RFC 9112, 3.2).
+    if (auto te = request.find(bhttp::field::transfer_encoding); te != request.end()) {
+      std::string value(Sv(te->value()));
+      for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (value != "chunked") {
+        return Send(JsonError(Status::bad_request,
+                              "Transfer-Encoding: only chunked is accepted", "Transfer-Encoding"),
+                    true);
+      }
+    }
+    if (request.version() >= 11 && request.find(bhttp::field::host) == request.end()) {
+      return Send(JsonError(Status::bad_request, "an HTTP/1.1 request needs a Host header",
+                            "Host"),
+                  true);
+    }
     keep_alive_ = request.keep_alive();
     awaiting_ = true;
     // The handler has as long as it needs (a long poll may wait); the client's going away is
