@@ -43,7 +43,7 @@ def produce(bench, port, seconds):
                           "--producers", "4", "--batch", "100", "--duration", f"{seconds}s",
                           "--queue", "load"], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
-        if "msg/s" in line:
+        if line.startswith("produce"):
             return line.strip()
     return out.strip().splitlines()[-1]
 
@@ -89,7 +89,7 @@ def main():
             size = len(body)
             time.sleep(0.1)
         out = load.communicate(timeout=args.seconds + 60)[0]
-        busy = [l.strip() for l in out.splitlines() if "msg/s" in l]
+        busy = [l.strip() for l in out.splitlines() if l.startswith("produce")]
         n = len(cpu)
         print(f"scrapes: {n} of {args.queues} queues, {size} bytes each, under produce load")
         print(f"HTTP thread CPU per scrape: mean {1000 * sum(cpu) / n:.2f} ms "
