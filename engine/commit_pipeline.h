@@ -76,8 +76,7 @@ class CommitPipeline {
   // steady_micros, which must then be set.
   CommitPipeline(rocksdb::DB* db, bool sync, rocksdb::ColumnFamilyHandle* counter_family = nullptr,
                  std::function<void(std::string_view)> at_point = nullptr,
-                 GroupObserver observe = nullptr,
-                 std::function<int64_t()> steady_micros = nullptr);
+                 GroupObserver observe = nullptr, std::function<int64_t()> steady_micros = nullptr);
   ~CommitPipeline();  // Stop()s
 
   // Adds fill's writes to the forming group and queues done. Never calls done inline.

@@ -131,11 +131,11 @@ struct MovedMessage {
 // The engine as a whole, for metrics (Engine::Runtime). Storage figures are RocksDB's, summed
 // over the store's column families.
 struct RuntimeStats {
-  int64_t lease_waiters = 0;    // Lease calls waiting for messages now
-  uint64_t live_sst_bytes = 0;  // table files holding live data
-  uint64_t total_sst_bytes = 0; // every table file, obsolete ones not yet deleted included
-  uint64_t wal_bytes = 0;       // write-ahead log files
-  uint64_t memtable_bytes = 0;  // memtables, active and immutable
+  int64_t lease_waiters = 0;     // Lease calls waiting for messages now
+  uint64_t live_sst_bytes = 0;   // table files holding live data
+  uint64_t total_sst_bytes = 0;  // every table file, obsolete ones not yet deleted included
+  uint64_t wal_bytes = 0;        // write-ahead log files
+  uint64_t memtable_bytes = 0;   // memtables, active and immutable
 };
 
 struct PeekResult {

@@ -33,20 +33,31 @@ constexpr size_t kMaxPeekScan = 10'000;
 // The one table from engine (and auth) statuses to HTTP statuses.
 Status HttpStatus(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return Status::ok;
+    case absl::StatusCode::kOk:
+      return Status::ok;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange: return Status::bad_request;
-    case absl::StatusCode::kUnauthenticated: return Status::unauthorized;
-    case absl::StatusCode::kPermissionDenied: return Status::forbidden;
-    case absl::StatusCode::kNotFound: return Status::not_found;
+    case absl::StatusCode::kOutOfRange:
+      return Status::bad_request;
+    case absl::StatusCode::kUnauthenticated:
+      return Status::unauthorized;
+    case absl::StatusCode::kPermissionDenied:
+      return Status::forbidden;
+    case absl::StatusCode::kNotFound:
+      return Status::not_found;
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAborted: return Status::conflict;
-    case absl::StatusCode::kResourceExhausted: return Status::too_many_requests;
-    case absl::StatusCode::kUnavailable: return Status::service_unavailable;
-    case absl::StatusCode::kDeadlineExceeded: return Status::gateway_timeout;
-    case absl::StatusCode::kUnimplemented: return Status::not_implemented;
-    default: return Status::internal_server_error;
+    case absl::StatusCode::kAborted:
+      return Status::conflict;
+    case absl::StatusCode::kResourceExhausted:
+      return Status::too_many_requests;
+    case absl::StatusCode::kUnavailable:
+      return Status::service_unavailable;
+    case absl::StatusCode::kDeadlineExceeded:
+      return Status::gateway_timeout;
+    case absl::StatusCode::kUnimplemented:
+      return Status::not_implemented;
+    default:
+      return Status::internal_server_error;
   }
 }
 
@@ -71,7 +82,8 @@ http::Response ErrorReply(const absl::Status& s, Renames renames = {}) {
     }
   }
   http::Response r = JsonError(HttpStatus(s.code()), message, field);
-  if (s.code() == absl::StatusCode::kUnauthenticated) r.set(bhttp::field::www_authenticate, "Bearer");
+  if (s.code() == absl::StatusCode::kUnauthenticated)
+    r.set(bhttp::field::www_authenticate, "Bearer");
   return r;
 }
 
@@ -98,9 +110,12 @@ std::string Rfc3339(int64_t ms) {
 
 const char* StateName(engine::MessageState s) {
   switch (s) {
-    case engine::MessageState::kReady: return "ready";
-    case engine::MessageState::kLeased: return "leased";
-    case engine::MessageState::kDelayed: return "delayed";
+    case engine::MessageState::kReady:
+      return "ready";
+    case engine::MessageState::kLeased:
+      return "leased";
+    case engine::MessageState::kDelayed:
+      return "delayed";
   }
   return "unknown";
 }
@@ -189,17 +204,18 @@ AdminApi::AdminApi(engine::Engine* engine, const Authorizer* auth, Metrics* metr
 
 void AdminApi::Handle(http::Request&& request, http::Responder respond) {
   bhttp::verb method = request.method();
-  if (method == bhttp::verb::post || method == bhttp::verb::delete_ ||
-      method == bhttp::verb::put || method == bhttp::verb::patch) {
+  if (method == bhttp::verb::post || method == bhttp::verb::delete_ || method == bhttp::verb::put ||
+      method == bhttp::verb::patch) {
     auto origin = request.find(bhttp::field::origin);
     if (origin != request.end()) {
       auto host = request.find(bhttp::field::host);
       std::string want = host == request.end() ? "" : Lower(Sv(host->value()));
       std::string got = Lower(OriginHost(Sv(origin->value())));
       if (want.empty() || got != want) {
-        return respond(JsonError(Status::forbidden,
-                                 Cat("a ", Sv(request.method_string()), " from the page of "
-                                     "another origin (", Sv(origin->value()), ") is refused")));
+        return respond(JsonError(Status::forbidden, Cat("a ", Sv(request.method_string()),
+                                                        " from the page of "
+                                                        "another origin (",
+                                                        Sv(origin->value()), ") is refused")));
       }
     }
   }
@@ -210,16 +226,15 @@ absl::StatusOr<const Authorizer::Grant*> AdminApi::Authorize(const Call& call, u
                                                              std::string_view queue) const {
   if (auth_ == nullptr) return nullptr;
   auto header = call.request.find(bhttp::field::authorization);
-  auto grant = auth_->IdentifyHeader(
-      header == call.request.end() ? "" : http::Sv(header->value()), "header");
+  auto grant = auth_->IdentifyHeader(header == call.request.end() ? "" : http::Sv(header->value()),
+                                     "header");
   if (!grant.ok()) return grant.status();
   if (queue.empty()) return grant;
   if (needed == 0) {
     if (!(*grant)->Sees(queue)) {
       return absl::PermissionDeniedError(Cat("this token may not use queue \"", queue, "\""));
     }
-  } else if (auto s = Authorizer::Check(**grant, static_cast<Permission>(needed), queue);
-             !s.ok()) {
+  } else if (auto s = Authorizer::Check(**grant, static_cast<Permission>(needed), queue); !s.ok()) {
     return s;
   }
   return grant;
@@ -231,9 +246,9 @@ void AdminApi::Health(Call call) {
   }
   absl::Status s = engine_->Health();
   if (s.ok()) return call.respond(MakeResponse(Status::ok, "{\"status\": \"SERVING\"}\n"));
-  call.respond(MakeResponse(Status::service_unavailable,
-                            Cat("{\"status\": \"NOT_SERVING\", \"error\": ", JsonQuote(std::string(s.message())),
-                                "}\n")));
+  call.respond(
+      MakeResponse(Status::service_unavailable, Cat("{\"status\": \"NOT_SERVING\", \"error\": ",
+                                                    JsonQuote(std::string(s.message())), "}\n")));
 }
 
 void AdminApi::ServeMetrics(Call call) {
@@ -272,8 +287,8 @@ void AdminApi::GetQueue(Call call) {
   const std::string& name = call.param("queue");
   if (auto g = Authorize(call, 0, name); !g.ok()) return call.respond(ErrorReply(g.status()));
   if (!call.target.query.empty()) {
-    return call.respond(ErrorReply(absl::InvalidArgumentError(
-        Cat(call.target.query.begin()->first, ": unknown parameter"))));
+    return call.respond(ErrorReply(
+        absl::InvalidArgumentError(Cat(call.target.query.begin()->first, ": unknown parameter"))));
   }
   auto q = engine_->GetQueue(name);
   if (!q.ok()) return call.respond(ErrorReply(q.status()));
@@ -333,8 +348,8 @@ void AdminApi::Purge(Call call) {
   }
   engine_->PurgeQueue(name, [name, respond = std::move(call.respond)](auto result) {
     if (!result.ok()) return respond(ErrorReply(result.status()));
-    respond(MakeResponse(Status::ok, Cat("{\"queue\": ", JsonQuote(name), ", \"purged\": \"",
-                                         *result, "\"}\n")));
+    respond(MakeResponse(
+        Status::ok, Cat("{\"queue\": ", JsonQuote(name), ", \"purged\": \"", *result, "\"}\n")));
   });
 }
 
@@ -376,11 +391,11 @@ void AdminApi::Redrive(Call call) {
         if (!result.ok()) {
           absl::Status s = result.status();
           if (run->moved > 0) {
-            s = absl::Status(s.code(), Cat(std::string(s.message()), " (after ", run->moved,
-                                            " were moved)"));
+            s = absl::Status(s.code(),
+                             Cat(std::string(s.message()), " (after ", run->moved, " were moved)"));
           }
-          return run->respond(ErrorReply(
-              s, {{"destination", "to"}, {"source", "queue"}, {"max_messages", "max"}}));
+          return run->respond(
+              ErrorReply(s, {{"destination", "to"}, {"source", "queue"}, {"max_messages", "max"}}));
         }
         run->moved += result->size();
         if (result->size() < batch || (run->max > 0 && run->moved >= run->max)) {
@@ -399,11 +414,10 @@ void AdminApi::Redrive(Call call) {
 void AdminApi::DeleteMessage(Call call) {
   std::string name = call.param("queue");
   if (auto g = Authorize(call, kAdmin, name); !g.ok()) return call.respond(ErrorReply(g.status()));
-  engine_->DeleteMessage(name, call.param("id"),
-                         [respond = std::move(call.respond)](auto result) {
-                           if (!result.ok()) return respond(ErrorReply(result.status()));
-                           respond(MakeResponse(Status::ok, "{\"deleted\": true}\n"));
-                         });
+  engine_->DeleteMessage(name, call.param("id"), [respond = std::move(call.respond)](auto result) {
+    if (!result.ok()) return respond(ErrorReply(result.status()));
+    respond(MakeResponse(Status::ok, "{\"deleted\": true}\n"));
+  });
 }
 
 void AdminApi::Asset(Call call) {

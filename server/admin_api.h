@@ -26,8 +26,7 @@ struct AdminOptions {
 class AdminApi {
  public:
   // REQUIRES: engine, metrics (and auth, when given) outlive the API.
-  AdminApi(engine::Engine* engine, const Authorizer* auth, Metrics* metrics,
-           AdminOptions options);
+  AdminApi(engine::Engine* engine, const Authorizer* auth, Metrics* metrics, AdminOptions options);
 
   // The http::Handler.
   void Handle(http::Request&& request, http::Responder respond);

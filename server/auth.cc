@@ -135,8 +135,8 @@ absl::StatusOr<const Authorizer::Grant*> Authorizer::IdentifyHeader(std::string_
                                                                     std::string_view what) const {
   constexpr std::string_view kBearer = "Bearer ";
   if (value.size() <= kBearer.size() || value.substr(0, kBearer.size()) != kBearer) {
-    return absl::UnauthenticatedError(Cat("this server needs a token: send the ", what,
-                                          " \"authorization: Bearer <token>\""));
+    return absl::UnauthenticatedError(
+        Cat("this server needs a token: send the ", what, " \"authorization: Bearer <token>\""));
   }
   std::string_view token = value.substr(kBearer.size());
   std::array<unsigned char, 32> h = Hash(token);

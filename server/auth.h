@@ -45,8 +45,7 @@ class Authorizer {
   absl::StatusOr<const Grant*> Identify(const grpc::CallbackServerContext* ctx) const;
   // The same from the value of an Authorization header ("Bearer <token>"; empty when absent);
   // `what` names where it should be sent in the error ("metadata", "header").
-  absl::StatusOr<const Grant*> IdentifyHeader(std::string_view value,
-                                              std::string_view what) const;
+  absl::StatusOr<const Grant*> IdentifyHeader(std::string_view value, std::string_view what) const;
 
   // OK, or PERMISSION_DENIED naming what is missing.
   static absl::Status Check(const Grant& grant, Permission needed, std::string_view queue);

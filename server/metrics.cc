@@ -132,9 +132,9 @@ void AddProcessMetrics(std::vector<MetricFamily>* out) {
     }
     return 0.0;
   }();
-  MetricFamily start = Family("process_start_time_seconds",
-                              "Start time of the process since the Unix epoch, in seconds.",
-                              MetricType::Gauge);
+  MetricFamily start =
+      Family("process_start_time_seconds",
+             "Start time of the process since the Unix epoch, in seconds.", MetricType::Gauge);
   start.metric.push_back(Value(kBootTime + field(22) / kTicks));
   out->push_back(std::move(start));
 }
@@ -143,9 +143,8 @@ void AddProcessMetrics(std::vector<MetricFamily>* out) {
 void AddQueueMetrics(std::vector<engine::QueueInfo> queues, int64_t max_queues,
                      std::vector<MetricFamily>* out) {
   if (queues.size() > static_cast<size_t>(max_queues)) {
-    std::stable_sort(queues.begin(), queues.end(), [](const auto& a, const auto& b) {
-      return a.stats.total > b.stats.total;
-    });
+    std::stable_sort(queues.begin(), queues.end(),
+                     [](const auto& a, const auto& b) { return a.stats.total > b.stats.total; });
     engine::QueueInfo other;
     other.name = "_other";
     for (size_t i = max_queues; i < queues.size(); ++i) {
@@ -164,12 +163,12 @@ void AddQueueMetrics(std::vector<engine::QueueInfo> queues, int64_t max_queues,
               [](const auto& a, const auto& b) { return a.name < b.name; });
     queues.push_back(std::move(other));
   }
-  MetricFamily depth = Family("spool_queue_messages",
-                              "Messages in the queue by state (the figures of GetQueue).",
-                              MetricType::Gauge);
-  MetricFamily age = Family("spool_queue_oldest_ready_age_seconds",
-                            "How long the first ready message has waited to be leased.",
-                            MetricType::Gauge);
+  MetricFamily depth =
+      Family("spool_queue_messages", "Messages in the queue by state (the figures of GetQueue).",
+             MetricType::Gauge);
+  MetricFamily age =
+      Family("spool_queue_oldest_ready_age_seconds",
+             "How long the first ready message has waited to be leased.", MetricType::Gauge);
   struct CounterDef {
     const char* name;
     const char* help;
@@ -194,7 +193,8 @@ void AddQueueMetrics(std::vector<engine::QueueInfo> queues, int64_t max_queues,
        &engine::QueueStats::moved_total},
   };
   std::vector<MetricFamily> counters;
-  for (const CounterDef& c : kCounters) counters.push_back(Family(c.name, c.help, MetricType::Counter));
+  for (const CounterDef& c : kCounters)
+    counters.push_back(Family(c.name, c.help, MetricType::Counter));
   for (const engine::QueueInfo& q : queues) {
     const engine::QueueStats& s = q.stats;
     depth.metric.push_back(Value(s.ready, {{"queue", q.name}, {"state", "ready"}}));
@@ -317,12 +317,12 @@ std::string Metrics::Scrape(engine::Engine& engine) {
   AddQueueMetrics(std::move(queues), max_queues_, &families);
 
   engine::RuntimeStats rt = engine.Runtime();
-  MetricFamily waiters = Family("spool_lease_waiters",
-                                "Lease calls waiting for messages now.", MetricType::Gauge);
+  MetricFamily waiters =
+      Family("spool_lease_waiters", "Lease calls waiting for messages now.", MetricType::Gauge);
   waiters.metric.push_back(Value(static_cast<double>(rt.lease_waiters)));
   families.push_back(std::move(waiters));
-  MetricFamily storage = Family("spool_storage_bytes", "Bytes of the store, by kind.",
-                                MetricType::Gauge);
+  MetricFamily storage =
+      Family("spool_storage_bytes", "Bytes of the store, by kind.", MetricType::Gauge);
   storage.metric.push_back(Value(rt.live_sst_bytes, {{"kind", "live_sst"}}));
   storage.metric.push_back(Value(rt.total_sst_bytes, {{"kind", "total_sst"}}));
   storage.metric.push_back(Value(rt.wal_bytes, {{"kind", "wal"}}));
@@ -335,8 +335,8 @@ std::string Metrics::Scrape(engine::Engine& engine) {
                            MetricType::Gauge);
   up.metric.push_back(Value(serving ? 1 : 0));
   families.push_back(std::move(up));
-  MetricFamily build = Family("spool_build_info", "Always 1; the labels describe this spoold.",
-                              MetricType::Gauge);
+  MetricFamily build =
+      Family("spool_build_info", "Always 1; the labels describe this spoold.", MetricType::Gauge);
   build.metric.push_back(Value(1, {{"durability", durability_}, {"version", version_}}));
   families.push_back(std::move(build));
 

@@ -117,8 +117,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Begin() {
     if (refuse_) {
       return Send(JsonError(Status::service_unavailable,
-                            Cat("too many connections (at most ",
-                                shared_->options.max_connections, "); try again later")),
+                            Cat("too many connections (at most ", shared_->options.max_connections,
+                                "); try again later")),
                   /*close=*/true);
     }
     Read();
@@ -129,10 +129,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     ConfigureParser(*parser_, shared_->options);
     beast::get_lowest_layer(stream_).expires_after(
         std::chrono::milliseconds(shared_->options.idle_timeout_ms));
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnRead(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -165,14 +164,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       std::string value(Sv(te->value()));
       for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (value != "chunked") {
-        return Send(JsonError(Status::bad_request,
-                              "Transfer-Encoding: only chunked is accepted", "Transfer-Encoding"),
+        return Send(JsonError(Status::bad_request, "Transfer-Encoding: only chunked is accepted",
+                              "Transfer-Encoding"),
                     true);
       }
     }
     if (request.version() >= 11 && request.find(bhttp::field::host) == request.end()) {
-      return Send(JsonError(Status::bad_request, "an HTTP/1.1 request needs a Host header",
-                            "Host"),
+      return Send(JsonError(Status::bad_request, "an HTTP/1.1 request needs a Host header", "Host"),
                   true);
     }
     keep_alive_ = request.keep_alive();
@@ -217,9 +215,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Linger() {
     if constexpr (kTls) {
       beast::get_lowest_layer(stream_).expires_after(kLingerTime);
-      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
-        self->Close();
-      });
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->Close(); });
     } else {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -286,13 +283,12 @@ struct HttpServer::Impl {
         bool refuse = shared->connections.load() >= shared->options.max_connections;
         if (shared->tls) {
           using Stream = beast::ssl_stream<beast::tcp_stream>;
-          std::make_shared<Session<Stream>>(Stream(beast::tcp_stream(std::move(socket)),
-                                                   *shared->tls),
-                                            shared, &live, refuse)
+          std::make_shared<Session<Stream>>(
+              Stream(beast::tcp_stream(std::move(socket)), *shared->tls), shared, &live, refuse)
               ->Start();
         } else {
-          std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)),
-                                                       shared, &live, refuse)
+          std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), shared,
+                                                       &live, refuse)
               ->Start();
         }
       }
@@ -305,7 +301,7 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const ServerOptions& options,
-                                                             Handler handler) {
+                                                              Handler handler) {
   if (options.max_connections < 1 || options.max_connections > 100'000) {
     return absl::InvalidArgumentError("http_max_connections: must be between 1 and 100000");
   }

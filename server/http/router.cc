@@ -88,6 +88,7 @@ absl::StatusOr<Target> ParseTarget(std::string_view target) {
       size_t eq = pair.find('=');
       auto name = Decode(pair.substr(0, eq), true, "query");
       if (!name.ok()) return name.status();
+      if (name->empty()) return absl::InvalidArgumentError("query: a parameter has no name");
       auto value = Decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true, *name);
       if (!value.ok()) return value.status();
       if (!out.query.emplace(*name, std::move(*value)).second) {

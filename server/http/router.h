@@ -17,12 +17,13 @@
 namespace spool::http {
 
 struct Target {
-  std::vector<std::string> segments;        // the path's segments, decoded ("/a/b%2F" -> a, b/)
+  std::vector<std::string> segments;         // the path's segments, decoded ("/a/b%2F" -> a, b/)
   std::map<std::string, std::string> query;  // decoded; '+' is a space
 };
 
 // INVALID_ARGUMENT (the message names what is wrong) for a target that is not an absolute
-// path, has a bad or NUL percent-escape, a "." or ".." segment, or a repeated query parameter.
+// path, has a bad or NUL percent-escape, a "." or ".." segment, or a query parameter that is
+// repeated or has no name.
 absl::StatusOr<Target> ParseTarget(std::string_view target);
 
 // One routed request: everything a handler needs, by value, so it can be moved into a callback.

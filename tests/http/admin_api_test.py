@@ -1127,12 +1127,18 @@ def check_connection_limit(t, limit):
     finally:
         for c in conns:
             c.close()
+    wait_until_served(t, "after closing the idle ones")
+
+
+def wait_until_served(t, what):
+    """spoold sees closed connections when it next reads them: wait (10 s at most) until a new
+    one is served again."""
     deadline = time.monotonic() + 10
     while True:
         r = raw_probe(t.port, get_req(b"/healthz", t.host), timeout=5)
         if r[0] == "response" and r[1] == 200:
-            break
-        t.assertLess(time.monotonic(), deadline, f"not served after closing the idle ones: {r}")
+            return
+        t.assertLess(time.monotonic(), deadline, f"not served {what}: {r}")
         time.sleep(0.1)
 
 
@@ -1160,14 +1166,7 @@ class ConnectionLimitTest(HttpCase):
         finally:
             for c in silent:
                 c.close()
-        # The server sees the closes when it next reads each connection: wait for that.
-        deadline = time.monotonic() + 10
-        while True:
-            r = raw_probe(self.port, get_req(b"/healthz", self.host), timeout=5)
-            if r[0] == "response" and r[1] == 200:
-                break
-            self.assertLess(time.monotonic(), deadline, f"not served after closing them: {r}")
-            time.sleep(0.1)
+        wait_until_served(self, "after closing the silent ones")
 
     @unittest.skipUnless(IDLE_FLAG, "spoold has no HTTP idle-timeout flag")
     def test_idle_connection_is_closed(self):

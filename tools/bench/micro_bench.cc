@@ -45,17 +45,22 @@ void BM_ReceiptVerify(benchmark::State& state) {
 }
 BENCHMARK(BM_ReceiptVerify);
 
-// Lease one message and ack it, on a queue holding state.range(0) messages: the cost must not
-// grow with depth.
-void BM_LeaseAckAtDepth(benchmark::State& state) {
-  std::string dir = std::filesystem::temp_directory_path() / "spool-microbench";
+// An engine on a fresh scratch directory (async durability: the engine's work, not the disk's).
+std::unique_ptr<Engine> OpenScratch(const std::string& dir) {
   std::filesystem::remove_all(dir);
   Options o;
   o.data_dir = dir;
   o.durability = Durability::kAsync;
   o.log = [](const std::string&) {};
-  auto e = Engine::Open(o, SystemClock());
-  Engine& eng = **e;
+  return std::move(*Engine::Open(o, SystemClock()));
+}
+
+// Lease one message and ack it, on a queue holding state.range(0) messages: the cost must not
+// grow with depth.
+void BM_LeaseAckAtDepth(benchmark::State& state) {
+  std::string dir = std::filesystem::temp_directory_path() / "spool-microbench";
+  std::unique_ptr<Engine> e = OpenScratch(dir);
+  Engine& eng = *e;
   (void)CreateQueueSync(eng, "q", {});
   std::vector<EnqueueEntry> batch(1000, EnqueueEntry{std::string(64, 'x'), {}, {}, ""});
   for (int64_t n = 0; n < state.range(0); n += 1000) (void)EnqueueSync(eng, "q", batch);
@@ -69,7 +74,7 @@ void BM_LeaseAckAtDepth(benchmark::State& state) {
     (void)EnqueueSync(eng, "q", {EnqueueEntry{std::string(64, 'x'), {}, {}, ""}});
     state.ResumeTiming();
   }
-  e->reset();
+  e.reset();
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_LeaseAckAtDepth)
@@ -82,13 +87,8 @@ BENCHMARK(BM_LeaseAckAtDepth)
 // is held per page, which is what an Enqueue can wait behind during a scrape.
 void BM_ListQueuesPage(benchmark::State& state) {
   std::string dir = std::filesystem::temp_directory_path() / "spool-microbench-list";
-  std::filesystem::remove_all(dir);
-  Options o;
-  o.data_dir = dir;
-  o.durability = Durability::kAsync;
-  o.log = [](const std::string&) {};
-  auto e = Engine::Open(o, SystemClock());
-  Engine& eng = **e;
+  std::unique_ptr<Engine> e = OpenScratch(dir);
+  Engine& eng = *e;
   for (int i = 0; i < 1000; ++i) {
     std::string name = "queue-" + std::to_string(i);
     (void)CreateQueueSync(eng, name, {});
@@ -98,7 +98,7 @@ void BM_ListQueuesPage(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(eng.ListQueues("", static_cast<uint32_t>(state.range(0)), token));
   }
-  e->reset();
+  e.reset();
   std::filesystem::remove_all(dir);
 }
 BENCHMARK(BM_ListQueuesPage)->Arg(32)->Arg(1000)->Unit(benchmark::kMicrosecond);
