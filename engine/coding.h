@@ -44,7 +44,7 @@ enum class Counter : uint8_t {
   kExpired = 6,
   kPurged = 7,
   kDeleted = 8,
-  kMoved = 9,   // moved out by MoveMessages
+  kMoved = 9,    // moved out by MoveMessages
   kNacked = 10,  // receipts nacked
 };
 inline constexpr int kCounterCount = 11;  // indexable by static_cast<int>(Counter)

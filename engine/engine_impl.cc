@@ -647,13 +647,12 @@ absl::Status EngineImpl::OpenStore() {
       std::sort(q->dedup_order.begin(), q->dedup_order.end());
     }
   }
-  pipeline_ =
-      std::make_unique<CommitPipeline>(db_.get(),
-                                       options_.durability == Durability::kSync &&
-                                           options_.test.mutation != Mutation::kReplyBeforeFsync,
-                                       default_cf_, options_.test.at_point,
-                                       options_.on_commit_group,
-                                       [clock = clock_] { return clock->SteadyMicros(); });
+  pipeline_ = std::make_unique<CommitPipeline>(
+      db_.get(),
+      options_.durability == Durability::kSync &&
+          options_.test.mutation != Mutation::kReplyBeforeFsync,
+      default_cf_, options_.test.at_point, options_.on_commit_group,
+      [clock = clock_] { return clock->SteadyMicros(); });
   if (defer_compactions) {
     // Unlike SetOptions, this also schedules the compactions now owed.
     s = db_->EnableAutoCompaction(handles_);
