@@ -85,6 +85,7 @@ sanitize_build() {
 }
 
 # Each libFuzzer target for $1 seconds, all at once, on copies of their corpora (build-fuzz/).
+# -max_total_time does not end an input that hangs; -timeout=30 makes one a finding in 30 s.
 fuzz_all() {
   local seconds="$1"
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DSPOOL_FUZZ=ON \
@@ -96,7 +97,7 @@ fuzz_all() {
     local work="build-fuzz/corpus-$target"
     rm -rf "$work" && cp -r "tests/fuzz/corpus/$target" "$work"
     echo "dev.sh: fuzzing $target for ${seconds}s"
-    build-fuzz/bin/${target}_fuzz -max_total_time="$seconds" -artifact_prefix=build-fuzz/found/ \
+    build-fuzz/bin/${target}_fuzz -max_total_time="$seconds" -timeout=30 -artifact_prefix=build-fuzz/found/ \
       -print_final_stats=1 "$work" > "build-fuzz/$target.log" 2>&1 &
     pids+=($!)
   done

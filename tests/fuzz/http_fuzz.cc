@@ -71,19 +71,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bhttp::request_parser<bhttp::string_body> parser;
   ConfigureParser(parser, options);
   parser.eager(true);
+  // The whole input is all there is: feed it until the parser stops taking bytes, then tell it
+  // the connection ended. A parser waiting for a declared body takes nothing from an empty
+  // buffer and reports no error, so "took nothing" (not need_more) is what ends the feeding.
   boost::beast::error_code ec;
   size_t used = 0;
-  while (!parser.is_done() && !ec) {
+  while (!parser.is_done()) {
     size_t n = parser.put(boost::asio::buffer(data + used, size - used), ec);
     used += n;
-    if (ec == bhttp::error::need_more) {
-      if (used == size) {
-        ec = {};
-        parser.put_eof(ec);
-        break;
-      }
-      if (n == 0) break;
-      ec = {};
+    if (ec == bhttp::error::need_more) ec = {};
+    if (ec) break;
+    if (n == 0) {
+      if (parser.got_some()) parser.put_eof(ec);
+      break;
     }
   }
   if (ec || !parser.is_done()) {
