@@ -4,8 +4,8 @@
 //  - read at scrape time from their owners: per-queue depth and counters from the engine's
 //    stats (the same figures as GetQueue, stored counters that survive restarts), waiters and
 //    storage sizes from Engine::Runtime, and the process's own figures from /proc.
-// Scrape() serializes both with prometheus-cpp's TextSerializer (text format 0.0.4); the HTTP
-// layer serves it. Thread-safe.
+// Scrape() writes the per-queue families in the text format (0.0.4) itself and the rest with
+// prometheus-cpp's TextSerializer; the HTTP layer serves it. Thread-safe.
 #ifndef SPOOL_SERVER_METRICS_H_
 #define SPOOL_SERVER_METRICS_H_
 
