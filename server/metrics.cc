@@ -159,32 +159,16 @@ void AppendMillisAsSeconds(std::string* out, int64_t ms) {
   out->append(frac, 4);
 }
 
-// A label value: backslash, double quote and line feed are escaped (text format 0.0.4).
-void AppendLabelValue(std::string* out, std::string_view v) {
-  for (char c : v) {
-    if (c == '\\') {
-      out->append("\\\\");
-    } else if (c == '"') {
-      out->append("\\\"");
-    } else if (c == '\n') {
-      out->append("\\n");
-    } else {
-      out->push_back(c);
-    }
-  }
-}
-
 void AppendFamilyHeader(std::string* out, std::string_view name, std::string_view help,
                         std::string_view type) {
   out->append("# HELP ").append(name).append(" ").append(help).append("\n");
   out->append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-// `name{queue="q"` — the caller closes the braces.
+// `name{queue="q"` — the caller closes the braces. Queue names hold only A-Z a-z 0-9 . _ -
+// (ValidateQueueName), none of which a label value escapes.
 void AppendQueueSeries(std::string* out, std::string_view name, std::string_view queue) {
-  out->append(name).append("{queue=\"");
-  AppendLabelValue(out, queue);
-  out->push_back('"');
+  out->append(name).append("{queue=\"").append(queue).push_back('"');
 }
 
 // Per-queue series: the deepest max_queues queues by name, the rest summed as "_other".
