@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
                  "Most Lease calls waiting at once; beyond it a Lease returns at once")
       ->check(CLI::Range(0, 1'000'000))
       ->capture_default_str();
+  app.add_option("--max-streams", options.max_streams,
+                 "Most open Publish streams at once, over all connections; beyond it a new "
+                 "stream ends with RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
   app.add_option("--max-streams-per-connection", options.max_streams_per_connection,
                  "Most concurrent calls on one client connection")
       ->check(CLI::Range(1, 100'000))

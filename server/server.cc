@@ -27,6 +27,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (options.handshake_timeout_ms < 100 || options.handshake_timeout_ms > 600'000) {
     return absl::InvalidArgumentError("handshake_timeout: must be between 100ms and 10m");
   }
+  if (options.max_streams < 1 || options.max_streams > 1'000'000) {
+    return absl::InvalidArgumentError("max_streams: must be between 1 and 1000000");
+  }
   if (options.max_streams_per_connection < 1 || options.max_streams_per_connection > 100000) {
     return absl::InvalidArgumentError("max_streams_per_connection: must be between 1 and 100000");
   }
@@ -52,7 +55,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   auto engine = engine::Engine::Open(engine_options, std::move(clock));
   if (!engine.ok()) return engine.status();
   s->engine_ = std::move(*engine);
-  s->service_ = std::make_unique<QueueService>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr);
+  s->service_ = std::make_unique<QueueService>(s->engine_.get(), s->auth_ ? &*s->auth_ : nullptr,
+                                               options.max_streams);
 
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_client_ca.empty()) {
@@ -171,6 +175,7 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   // gRPC shutdown below has nothing left to wait for; calls that arrive meanwhile get
   // UNAVAILABLE.
   if (engine_) engine_->Close();
+  if (service_) service_->StopStreams();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();

@@ -30,6 +30,8 @@ struct ServerOptions {
   int64_t max_request_bytes = 32 << 20;
   // Most concurrent calls on one connection. Range 1 .. 100,000. Default: 1,000.
   int64_t max_streams_per_connection = 1000;
+  // Open Publish streams at most, over all connections; beyond it RESOURCE_EXHAUSTED.
+  int64_t max_streams = 10'000;
   // A connection that has not completed its HTTP/2 (and TLS) handshake within this many
   // milliseconds is closed, so silent or half-open connections cannot pile up. Range
   // 100 .. 600,000. Default: 10,000.

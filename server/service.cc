@@ -327,4 +327,12 @@ ServerUnaryReactor* QueueService::DeleteMessage(CallbackServerContext* ctx,
   return reactor;
 }
 
+grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishResponse>* QueueService::Publish(
+    CallbackServerContext* ctx) {
+  return NewPublishReactor(ctx, engine_, &streams_,
+                           [this](CallbackServerContext* c, std::string_view queue) {
+                             return Allow(c, kProduce, {queue});
+                           });
+}
+
 }  // namespace spool::server

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "server/auth.h"
+#include "server/streams.h"
 #include "spool/v1/queue.grpc.pb.h"
 
 namespace spool::server {
@@ -50,8 +51,10 @@ class QueueService final : public v1::QueueService::CallbackService {
  public:
   // REQUIRES: engine (and auth, when given) outlive the service. Without auth every caller may
   // do everything.
-  explicit QueueService(engine::Engine* engine, const Authorizer* auth = nullptr)
-      : engine_(engine), auth_(auth) {
+  // max_streams: open Publish streams at most (--max-streams).
+  explicit QueueService(engine::Engine* engine, const Authorizer* auth = nullptr,
+                        int64_t max_streams = 10'000)
+      : engine_(engine), auth_(auth), streams_(max_streams) {
     SetMessageAllocatorFor_Enqueue(&enqueue_allocator_);
     SetMessageAllocatorFor_Lease(&lease_allocator_);
     SetMessageAllocatorFor_Ack(&ack_allocator_);
@@ -93,6 +96,14 @@ class QueueService final : public v1::QueueService::CallbackService {
   grpc::ServerUnaryReactor* DeleteMessage(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteMessageRequest* req,
                                           v1::DeleteMessageResponse* resp) override;
+  grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishResponse>* Publish(
+      grpc::CallbackServerContext* ctx) override;
+
+  // Refuses new streams and ends every open one with UNAVAILABLE once it has answered what it
+  // accepted. Call after the engine is closed (so every accepted request has its answer) and
+  // before the gRPC server shuts down.
+  void StopStreams() { streams_.StopAll(); }
+  int64_t open_streams() const { return streams_.open(); }
 
  private:
   // OK when the caller may go on: no tokens are configured, or its token sees every queue and
@@ -107,6 +118,7 @@ class QueueService final : public v1::QueueService::CallbackService {
   ArenaAllocator<v1::EnqueueRequest, v1::EnqueueResponse> enqueue_allocator_;
   ArenaAllocator<v1::LeaseRequest, v1::LeaseResponse> lease_allocator_;
   ArenaAllocator<v1::AckRequest, v1::AckResponse> ack_allocator_;
+  StreamRegistry streams_;
 };
 
 }  // namespace spool::server
