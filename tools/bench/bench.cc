@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -337,6 +338,136 @@ class GrpcBench {
       res.calls = calls.load();
       res.duplicates = duplicates.load();
     });
+  }
+
+  // Publish: one stream per producer, each with c_.inflight requests of c_.batch messages
+  // outstanding (written one after another, answered in order).
+  Result Publish(Budget& budget) {
+    Result r;
+    r.name = "publish";
+    Recorder rec;
+    std::atomic<uint64_t> sent{0}, calls{0}, duplicates{0};
+    Tracker tracker(c_.producers);
+    const Config& c = c_;
+    class Stream final : public grpc::ClientBidiReactor<v1::PublishRequest, v1::PublishResponse> {
+     public:
+      Stream(const Config& c, Budget& budget, Recorder& rec, Tracker& tracker,
+             std::atomic<uint64_t>& sent, std::atomic<uint64_t>& calls,
+             std::atomic<uint64_t>& duplicates)
+          : c_(c),
+            budget_(budget),
+            rec_(rec),
+            tracker_(tracker),
+            sent_(sent),
+            calls_(calls),
+            duplicates_(duplicates) {}
+
+      void Begin(v1::QueueService::Stub* stub) {
+        stub->async()->Publish(&ctx_, this);
+        StartRead(&resp_);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          FillLocked();
+        }
+        StartCall();
+      }
+
+      void OnWriteDone(bool ok) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.pop_front();
+        writing_ = false;
+        if (!ok) return;  // the stream failed; OnDone reports it
+        WriteNextLocked();
+      }
+
+      void OnReadDone(bool ok) override {
+        if (!ok) return;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          auto it = started_.find(resp_.sequence());
+          if (it != started_.end()) {
+            rec_.Latency("publish", NowNs() - it->second);
+            started_.erase(it);
+          }
+          ++calls_;
+          if (resp_.code() == 0) {
+            sent_ += resp_.results_size();
+            for (const auto& result : resp_.results()) duplicates_ += result.duplicate();
+          } else {
+            rec_.Error("publish code " + std::to_string(resp_.code()));
+          }
+          --outstanding_;
+          FillLocked();
+        }
+        StartRead(&resp_);
+      }
+
+      void OnDone(const grpc::Status& s) override {
+        if (!s.ok()) rec_.Error("publish stream " + CodeName(s));
+        tracker_.ChainDone();
+      }
+
+     private:
+      void FillLocked() {
+        while (outstanding_ < c_.inflight) {
+          uint64_t n = budget_.Take(c_.batch);
+          if (n == 0) break;
+          v1::PublishRequest& req = queue_.emplace_back();
+          if (next_seq_ == 0) req.set_queue(c_.queue);
+          req.set_sequence(next_seq_++);
+          for (uint64_t i = 0; i < n; ++i) {
+            uint64_t k = g_payloads++;
+            auto* m = req.add_messages();
+            m->set_payload(Payload(c_.payload_bytes, k));
+            if (c_.dedup_ids) m->set_dedup_id(DedupId(k));
+          }
+          started_[req.sequence()] = NowNs();
+          ++outstanding_;
+        }
+        WriteNextLocked();
+      }
+
+      void WriteNextLocked() {
+        if (writing_) return;
+        if (!queue_.empty()) {
+          writing_ = true;
+          StartWrite(&queue_.front());
+        } else if (outstanding_ == 0 && !writes_done_) {
+          writes_done_ = true;  // the budget is spent and everything answered
+          StartWritesDone();
+        }
+      }
+
+      const Config& c_;
+      Budget& budget_;
+      Recorder& rec_;
+      Tracker& tracker_;
+      std::atomic<uint64_t>&sent_, &calls_, &duplicates_;
+      grpc::ClientContext ctx_;
+      std::mutex mu_;
+      std::deque<v1::PublishRequest> queue_;  // to write; the front one is being written
+      std::map<uint64_t, int64_t> started_;   // sequence -> when it was queued
+      v1::PublishResponse resp_;
+      uint64_t next_seq_ = 0;
+      int outstanding_ = 0;
+      bool writing_ = false, writes_done_ = false;
+    };
+    std::vector<std::unique_ptr<Stream>> streams;
+    for (int i = 0; i < c.producers; ++i) {
+      streams.push_back(std::make_unique<Stream>(c, budget, rec, tracker, sent, calls, duplicates));
+    }
+    double cpu0 = ClientCpu(), scpu0 = ProcessCpu(c.server_pid);
+    auto start = Clock::now();
+    for (int i = 0; i < c.producers; ++i) streams[i]->Begin(stubs_[i % stubs_.size()].get());
+    tracker.Wait(sent, r.name.c_str());
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.server_cpu = ProcessCpu(c.server_pid) - scpu0;
+    r.messages = sent.load();
+    r.calls = calls.load();
+    r.duplicates = duplicates.load();
+    rec.Into(&r);
+    return r;
   }
 
   // Lease c_.batch, then Ack them, consumers x inflight outstanding; until the budget is
@@ -813,12 +944,13 @@ int Main(int argc, char** argv) {
       "Examples (BENCHMARKS.md has the full set):\n"
       "  spool-bench --workload produce --producers 4 --batch 100\n"
       "  spool-bench --workload consume --consumers 4 --batch 100 --messages 500000\n"
+      "  spool-bench --workload publish --producers 4 --inflight 64 --batch 1\n"
       "  spool-bench --workload e2e --rate 1000 --consumers 4 --duration 20s\n"
       "  spool-bench --engine-dir /tmp/bench --producers 4 --batch 100");
   app.add_option("--server", c.server, "spoold's HOST:PORT")->capture_default_str();
   app.add_option("--queue", c.queue, "Queue to use (created if missing)")->capture_default_str();
-  app.add_option("--workload", c.workload, "produce, consume, e2e, mixed or noop")
-      ->check(CLI::IsMember({"produce", "consume", "e2e", "mixed", "noop"}))
+  app.add_option("--workload", c.workload, "produce, publish, consume, e2e, mixed or noop")
+      ->check(CLI::IsMember({"produce", "publish", "consume", "e2e", "mixed", "noop"}))
       ->capture_default_str();
   app.add_option("--producers", c.producers, "Producer workers")->check(CLI::Range(1, 256));
   app.add_option("--consumers", c.consumers, "Consumer workers")->check(CLI::Range(1, 256));
@@ -885,6 +1017,9 @@ int Main(int argc, char** argv) {
   if (c.workload == "produce") {
     Budget budget(c.messages, c.duration_ms);
     results.push_back(bench.Produce(budget));
+  } else if (c.workload == "publish") {
+    Budget budget(c.messages, c.duration_ms);
+    results.push_back(bench.Publish(budget));
   } else if (c.workload == "consume") {
     uint64_t want = c.messages > 0 ? c.messages : 200'000;
     uint64_t have = bench.Depth();
