@@ -6,6 +6,7 @@ commit.
     tools/bench/peers.py                      # 3 runs of each system, 400,000 messages a run
     tools/bench/peers.py --only spool redis --runs 1 --messages 20000
     tools/bench/peers.py --connections 64 --batch 1 --messages 64000   # one message a call
+    tools/bench/peers.py --only spool redis --batch 1 --inflight 64 --publish --messages 256000
 
 The issue's figures for the peers were measured on another machine; this measures them here,
 turn about with Spool, so that the comparison does not depend on the machine or the hour.
@@ -54,6 +55,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("SPOOL_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 CONNECTIONS = 4  # --connections
+INFLIGHT = 1  # --inflight: batches in flight per connection (Spool and Redis)
+PUBLISH = False  # --publish: Spool produces over Publish streams instead of unary Enqueue
 
 
 def free_port():
@@ -116,6 +119,7 @@ class Spool:
     def bench(self, workload, workers_flag, messages, batch, limit):
         out = run([os.path.join(BIN, "spool-bench"), "--server", self.address, "--queue", "bench",
                    "--workload", workload, workers_flag, str(CONNECTIONS), "--batch", str(batch),
+                   "--inflight", str(INFLIGHT),
                    "--payload-bytes", str(self.payload_bytes), "--messages", str(messages),
                    "--duration", f"{int(limit)}s", "--no-baseline", "--json"], limit + 30)
         p = json.loads(out)["phases"][0]
@@ -125,12 +129,14 @@ class Spool:
         return p["messages_per_second"]
 
     def produce(self, messages, batch, limit):
-        return self.bench("produce", "--producers", messages, batch, limit)
+        return self.bench("publish" if PUBLISH else "produce", "--producers", messages, batch,
+                          limit)
 
     def noop(self, seconds=3):
         """gRPC's own ceiling at this concurrency: health Checks, calls per second."""
         out = run([os.path.join(BIN, "spool-bench"), "--server", self.address, "--workload",
-                   "noop", "--producers", str(CONNECTIONS), "--duration", f"{seconds}s",
+                   "noop", "--producers", str(CONNECTIONS), "--inflight", str(INFLIGHT),
+                   "--duration", f"{seconds}s",
                    "--json"], seconds + 60)
         return json.loads(out)["phases"][0]["calls_per_second"]
 
@@ -195,11 +201,13 @@ return got
         return float(rows[1][1])  # requests per second
 
     def produce(self, messages, batch, limit):
-        return self.bench(messages, batch, limit, "XADD", "bench", "*", "p", self.payload)
+        # INFLIGHT batches of XADDs in one pipeline: as many messages in flight as Spool's.
+        return self.bench(messages, batch * INFLIGHT, limit, "XADD", "bench", "*", "p",
+                          self.payload)
 
     def consume(self, messages, batch, limit):
         calls = messages // batch
-        return batch * self.bench(calls, 1, limit, "EVALSHA", self.script, "1", "bench", "c",
+        return batch * self.bench(calls, INFLIGHT, limit, "EVALSHA", self.script, "1", "bench", "c",
                                   str(batch))
 
     def check(self, stored, consumed):
@@ -335,7 +343,7 @@ def summary(values, fmt="{:,.0f}"):
 
 
 def main():
-    global CONNECTIONS
+    global CONNECTIONS, INFLIGHT, PUBLISH
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--runs", type=int, default=3)
@@ -344,6 +352,12 @@ def main():
     parser.add_argument("--batch", type=int, default=100, help="messages per call (1 to 1000)")
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="clients, each with one call in flight (1 to 256)")
+    parser.add_argument("--inflight", type=int, default=1,
+                        help="batches in flight per connection, for Spool and Redis (Redis: "
+                             "a pipeline of batch x inflight XADDs); PostgreSQL's pgbench "
+                             "keeps one")
+    parser.add_argument("--publish", action="store_true",
+                        help="Spool produces over Publish streams (one per connection)")
     parser.add_argument("--payload-bytes", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=300,
                         help="a phase that takes longer fails the run")
@@ -356,7 +370,9 @@ def main():
     if args.messages <= 0 or args.messages % (args.batch * args.connections):
         parser.error("--messages must be a positive multiple of "
                      f"{args.batch * args.connections} (batch x connections)")
-    CONNECTIONS = args.connections
+    if not 1 <= args.inflight <= 1000:
+        parser.error("--inflight must be 1 to 1000")
+    CONNECTIONS, INFLIGHT, PUBLISH = args.connections, args.inflight, args.publish
 
     systems = []
     for system in args.only:
@@ -374,7 +390,9 @@ def main():
     if args.json:
         print(json.dumps(runs, indent=1))
         return
-    print(f"\n{CONNECTIONS} connections, each with one batch of {args.batch} in flight, "
+    spool_produce = "Publish streams" if PUBLISH else "unary Enqueue"
+    print(f"\nSpool produces with {spool_produce}. "
+          f"{CONNECTIONS} connections, each with {INFLIGHT} batch(es) of {args.batch} in flight, "
           f"{args.payload_bytes} B payloads, {args.messages:,} messages a run. Median of "
           f"{args.runs} (min–max); Spool's ratio to each peer is taken run by run.\n")
     print("| system | produce msg/s | consume msg/s | Spool ÷ this, produce | consume |")
