@@ -5,6 +5,7 @@ and verify on a stopped store.
 
 Set SPOOL_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change of format.
 """
+import base64
 import json
 import os
 import pty
@@ -166,6 +167,28 @@ class SpoolctlTest(unittest.TestCase):
             rc, out, _ = self.ctl(c, "--help")
             self.assertEqual(rc, 0, c)
             self.assertIn("Example", out.decode(), c)
+
+    def test_send_lines_over_publish(self):
+        # Many batches (1,000 lines each), several of them in flight on one Publish stream.
+        self.ctl("create", "sl", expect=0)
+        lines = b"".join(b"line %d\n" % i for i in range(12345))
+        _, out, _ = self.ctl("send", "sl", "--lines", stdin=lines, expect=0)
+        self.assertEqual(out.decode(), 'sent 12345 messages to "sl"\n')
+        stats = self.json("stats", "sl")
+        self.assertEqual(int(stats["stats"]["total"]), 12345)
+        head = self.json("peek", "sl", "--limit", "3")
+        self.assertEqual([base64.b64decode(m["payload"]) for m in head["messages"]],
+                         [b"line 0", b"line 1", b"line 2"])
+        # A refused batch stops the send and is named by its lines; nothing of it is stored.
+        # The batch behind it was in flight already and fits, so it is stored, and said so.
+        self.ctl("create", "sl-small", "--max-depth", "1500", expect=0)
+        lines = b"".join(b"x%d\n" % i for i in range(2500))
+        rc, out, err = self.ctl("send", "sl-small", "--lines", stdin=lines)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("lines 1001-2000 of standard input were not sent\n", err)
+        self.assertIn('1500 messages sent to "sl-small"', err)
+        self.assertIn("max_depth", err)
+        self.assertEqual(int(self.json("stats", "sl-small")["stats"]["total"]), 1500)
 
     def test_send_and_peek(self):
         self.ctl("create", "sp", expect=0)

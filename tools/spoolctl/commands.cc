@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <csignal>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -473,21 +474,63 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
     return 0;
   }
 
-  // One message per line of standard input, in batches of up to 1000 lines or ~1 MiB.
-  v1::EnqueueRequest req;
-  req.set_queue(name);
-  size_t bytes = 0;
-  std::string line;
-  uint64_t line_no = 0;
-  auto flush = [&]() -> int {
-    if (req.messages_size() == 0) return 0;
-    if (int rc = send(req); rc != 0) return rc;
-    req.clear_messages();
-    bytes = 0;
+  // One message per line of standard input, in batches of up to 1000 lines or ~1 MiB, over
+  // one Publish stream with up to kInFlight batches unanswered.
+  constexpr size_t kInFlight = 8;
+  grpc::ClientContext ctx;  // no deadline: standard input may come slowly
+  if (!global_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + global_.token);
+  auto stream = stub_->Publish(&ctx);
+  std::deque<std::pair<uint64_t, uint64_t>> in_flight;  // first and last line of each batch
+  // The stream ended early: its status says why.
+  auto ended = [&]() {
+    ctx.TryCancel();
+    grpc::Status s = stream->Finish();
+    return Fail(
+        s.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN, "the Publish stream ended early") : s,
+        field_flags);
+  };
+  // A refused batch stops reading standard input; batches already in flight behind it are
+  // still answered (some may be stored), and every refused range is reported at the end.
+  std::optional<grpc::Status> refused;
+  std::vector<std::pair<uint64_t, uint64_t>> refused_lines;
+  auto answer = [&]() -> int {
+    v1::PublishResponse resp;
+    if (!stream->Read(&resp)) return ended();
+    auto lines = in_flight.front();
+    in_flight.pop_front();
+    if (resp.code() != 0) {
+      if (!refused) {
+        refused = grpc::Status(static_cast<grpc::StatusCode>(resp.code()), resp.error());
+      }
+      refused_lines.push_back(lines);
+      return 0;
+    }
+    for (auto& r : *resp.mutable_results()) {
+      if (r.duplicate()) {
+        result.set_duplicates(result.duplicates() + 1);
+      } else {
+        result.set_sent(result.sent() + 1);
+      }
+    }
     if (io_.interactive) io_.err << "\rsent " << result.sent() << " messages" << std::flush;
     return 0;
   };
-  while (std::getline(io_.in, line)) {
+  v1::PublishRequest req;
+  req.set_queue(name);
+  size_t bytes = 0;
+  std::string line;
+  uint64_t line_no = 0, sequence = 0;
+  auto flush = [&]() -> int {
+    if (req.messages_size() == 0) return 0;
+    req.set_sequence(sequence++);
+    in_flight.emplace_back(line_no - req.messages_size() + 1, line_no);
+    if (!stream->Write(req)) return ended();
+    req.clear_messages();
+    req.clear_queue();  // named once, on the first request
+    bytes = 0;
+    return in_flight.size() >= kInFlight ? answer() : 0;
+  };
+  while (!refused && std::getline(io_.in, line)) {
     ++line_no;
     v1::EnqueueEntry* e = req.add_messages();
     *e = base;
@@ -498,7 +541,23 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
       if (int rc = flush(); rc != 0) return rc;
     }
   }
-  if (int rc = flush(); rc != 0) return rc;
+  if (!refused) {
+    if (int rc = flush(); rc != 0) return rc;
+  }
+  stream->WritesDone();
+  while (!in_flight.empty()) {
+    if (int rc = answer(); rc != 0) return rc;
+  }
+  if (grpc::Status s = stream->Finish(); !s.ok()) return Fail(s, field_flags);
+  if (refused) {
+    if (io_.interactive) io_.err << "\n";
+    for (auto [first, last] : refused_lines) {
+      io_.err << "spoolctl: lines " << first << "-" << last << " of standard input were not sent\n";
+    }
+    io_.err << "spoolctl: " << Plural(result.sent(), "message") << " sent to \"" << name
+            << "\"; reading standard input stopped at line " << line_no << "\n";
+    return Fail(*refused, field_flags);
+  }
   if (io_.interactive) io_.err << "\n";
   if (global_.json) {
     PrintJson(result);
