@@ -57,6 +57,7 @@ struct Flags {
   std::string mutation;
   std::string expect;
   double crash_point_share = 0.3;
+  std::string crash_at;  // every crash-point cycle dies here (POINT:N) rather than at a random one
   double storage_fault_share = 0.0;
   int uptime_min_ms = 400;
   int uptime_max_ms = 1200;
@@ -453,8 +454,23 @@ class Spoold {
       Deadline(&ctx, 3000);
       grpc::Status s = stub->CreateQueue(&ctx, req, &q);
       if (!s.ok()) {
-        if (Exited()) {
-          RecordCrash(NowUs(), "died while starting");
+        // A crash point (or a storage fault) on this CreateQueue's own write kills spoold as
+        // it answers: give the exit a moment to be seen. A spoold that is still there but
+        // cannot be reached is killed; either way this is a crash, recorded, and the caller
+        // starts it again. Only an answer that makes no sense for this call ends the run.
+        int64_t until = NowUs() + 2'000'000;
+        while (NowUs() < until) {
+          if (Exited()) {
+            RecordCrash(NowUs(), "died while starting (" + std::string(name) + ")");
+            return false;
+          }
+          SleepMs(5);
+        }
+        if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+            s.error_code() == grpc::StatusCode::INTERNAL) {
+          Kill("kill -9: creating queue " + std::string(name) +
+               " failed while starting: " + s.error_message());
           return false;
         }
         return Fail("cannot create queue " + std::string(name) + ": " + s.error_message());
@@ -763,7 +779,9 @@ int Run(const Flags& flags) {
       std::string crash_at;
       if (std::uniform_real_distribution<double>(0, 1)(rng) < flags.crash_point_share) {
         static const char* const kPoints[] = {"before-write", "after-write", "mid-replies"};
-        crash_at = std::string(kPoints[rng() % 3]) + ":" + std::to_string(1 + rng() % 300);
+        crash_at = !flags.crash_at.empty()
+                       ? flags.crash_at
+                       : std::string(kPoints[rng() % 3]) + ":" + std::to_string(1 + rng() % 300);
       }
       std::string faults;
       if (crash_at.empty() &&
@@ -869,6 +887,9 @@ int main(int argc, char** argv) {
                  "Share of cycles that die at a named point of the commit path")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--crash-at", flags.crash_at,
+                 "Crash-point cycles die at this POINT:N (spoold --test-crash-at) instead of a "
+                 "random one; before-write:1 dies on the start's own CreateQueue");
   app.add_option("--storage-fault-share", flags.storage_fault_share,
                  "Share of cycles whose spoold gets EIO on a log sync or a full disk (ENOSPC) "
                  "at a random point; the harness checks writes fail with the right code, reads "
