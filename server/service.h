@@ -103,7 +103,6 @@ class QueueService final : public v1::QueueService::CallbackService {
   // accepted. Call after the engine is closed (so every accepted request has its answer) and
   // before the gRPC server shuts down.
   void StopStreams() { streams_.StopAll(); }
-  int64_t open_streams() const { return streams_.open(); }
 
  private:
   // OK when the caller may go on: no tokens are configured, or its token sees every queue and

@@ -27,11 +27,6 @@ void StreamRegistry::Remove(RegisteredStream* s) {
   open_.erase(s);
 }
 
-int64_t StreamRegistry::open() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int64_t>(open_.size());
-}
-
 void StreamRegistry::StopAll() {
   // A stream that can finish now is marked finished under the lock (so it cannot reach OnDone
   // and leave the set while we hold a pointer to it) and finished after the lock is released:
@@ -111,29 +106,21 @@ class PublishReactor final
   }
 
   void OnWriteDone(bool ok) override {
-    std::optional<grpc::Status> finish;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
+    Step([&] {
       writing_ = false;
       slots_.pop_front();
       if (!ok) {
         write_failed_ = true;  // the client is gone; it cannot be answered any more
         if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
-      finish = StartLocked(DecideLocked());
-    }
-    if (finish) Finish(*finish);
+    });
   }
 
   void OnCancel() override {
-    std::optional<grpc::Status> finish;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
+    Step([&] {
       write_failed_ = true;
       if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "the Publish call was cancelled");
-      finish = StartLocked(DecideLocked());
-    }
-    if (finish) Finish(*finish);
+    });
   }
 
   void OnDone() override {
@@ -159,7 +146,6 @@ class PublishReactor final
 
  private:
   struct Slot {
-    uint64_t sequence = 0;
     bool done = false;
     bool answer = true;  // false for a request whose error ended the stream
     uint64_t bytes = 0;
@@ -199,6 +185,18 @@ class PublishReactor final
     return a;
   }
 
+  // One event: `change` under mu_, then whatever the new state calls for.
+  template <typename Change>
+  void Step(Change change) {
+    std::optional<grpc::Status> finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      change();
+      finish = StartLocked(DecideLocked());
+    }
+    if (finish) Finish(*finish);
+  }
+
   // Starts the write or read DecideLocked chose, under mu_ (gRPC's callback API runs no
   // reaction inline of StartWrite or StartRead), and returns the status to finish with, which
   // the caller passes to Finish after releasing mu_: OnDone may run as soon as Finish is
@@ -221,7 +219,6 @@ class PublishReactor final
       std::lock_guard<std::mutex> lock(mu_);
       slots_.push_back(Slot{});
       slot = &slots_.back();
-      slot->sequence = request_.sequence();
       slot->response.set_sequence(request_.sequence());
       refused = CheckQueueLocked();
       if (refused.ok()) {
@@ -246,32 +243,20 @@ class PublishReactor final
     if (!refused.ok()) return;
     // The slot stays in slots_ (and this reactor alive) until the engine has answered.
     engine_->Enqueue(std::move(queue), std::move(entries), [this, slot](auto result) {
-      std::optional<grpc::Status> finish;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
+      Step([&] {
         in_flight_bytes_ -= slot->bytes;
-        if (result.ok()) {
-          for (auto& r : *result) {
-            v1::EnqueueResult* out = slot->response.add_results();
-            out->set_message_id(std::move(r.message_id));
-            out->set_duplicate(r.duplicate);
-          }
-          slot->done = true;
-        } else {
-          CompleteLocked(slot, result.status());
+        if (!result.ok()) return CompleteLocked(slot, result.status());
+        for (auto& r : *result) {
+          v1::EnqueueResult* out = slot->response.add_results();
+          out->set_message_id(std::move(r.message_id));
+          out->set_duplicate(r.duplicate);
         }
-        finish = StartLocked(DecideLocked());
-      }
-      if (finish) Finish(*finish);
+        slot->done = true;
+      });
     });
     // Only now the next read: the engine takes this stream's requests in the order they came.
     // While accepting_ is set the stream cannot finish, so this reactor is still alive here.
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      accepting_ = false;
-      finish = StartLocked(DecideLocked());
-    }
-    if (finish) Finish(*finish);
+    Step([&] { accepting_ = false; });
   }
 
   // The queue rule: the first request names the queue (and the caller's right to publish to

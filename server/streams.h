@@ -36,11 +36,10 @@ class StreamRegistry {
   void Remove(RegisteredStream* s);
   // Refuses new streams and ends every open one with UNAVAILABLE.
   void StopAll();
-  int64_t open() const;
 
  private:
   const int64_t max_streams_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::unordered_set<RegisteredStream*> open_;
   bool stopping_ = false;
 };

@@ -436,19 +436,15 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
                        {"messages[0].dedup_id", "--dedup-id"},
                        {"messages[0].attributes", "--attr"}};
   SendResult result;
-  auto send = [&](v1::EnqueueRequest& req) -> int {
-    v1::EnqueueResponse resp;
-    grpc::Status s = stub_->Enqueue(Context().get(), req, &resp);
-    if (!s.ok()) return Fail(s, field_flags);
-    for (auto& r : *resp.mutable_results()) {
+  // Counts what the server stored and what it turned away as duplicates.
+  auto count = [&](const google::protobuf::RepeatedPtrField<v1::EnqueueResult>& results) {
+    for (const auto& r : results) {
       if (r.duplicate()) {
         result.set_duplicates(result.duplicates() + 1);
       } else {
         result.set_sent(result.sent() + 1);
       }
-      if (!flags.lines) *result.add_results() = std::move(r);
     }
-    return 0;
   };
 
   if (!flags.lines) {
@@ -464,7 +460,11 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
       buf << io_.in.rdbuf();
       e->set_payload(buf.str());
     }
-    if (int rc = send(req); rc != 0) return rc;
+    v1::EnqueueResponse resp;
+    grpc::Status s = stub_->Enqueue(Context().get(), req, &resp);
+    if (!s.ok()) return Fail(s, field_flags);
+    count(resp.results());
+    *result.mutable_results() = std::move(*resp.mutable_results());
     if (global_.json) {
       PrintJson(result);
     } else {
@@ -505,13 +505,7 @@ int Ctl::Send(const std::string& name, const SendFlags& flags) {
       refused_lines.push_back(lines);
       return 0;
     }
-    for (auto& r : *resp.mutable_results()) {
-      if (r.duplicate()) {
-        result.set_duplicates(result.duplicates() + 1);
-      } else {
-        result.set_sent(result.sent() + 1);
-      }
-    }
+    count(resp.results());
     if (io_.interactive) io_.err << "\rsent " << result.sent() << " messages" << std::flush;
     return 0;
   };
