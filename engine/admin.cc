@@ -113,17 +113,22 @@ absl::StatusOr<ListQueuesResult> EngineImpl::ListQueues(std::string_view prefix,
 
 void EngineImpl::DeleteQueue(std::string name, Callback<bool> done) {
   std::vector<std::shared_ptr<LeaseWait>> ended;
+  std::vector<std::shared_ptr<Subscription>> ended_subs;
   absl::Status error;
   {
     absl::MutexLock lock(&mu_);
-    error = DeleteQueueLocked(name, done, &ended);
+    error = DeleteQueueLocked(name, done, &ended, &ended_subs);
   }
   if (!error.ok()) done(error);
   for (auto& w : ended) w->done(NotFound(name));
+  for (auto& sub : ended_subs) {
+    if (!sub->quiet.exchange(true)) sub->callbacks.ended(NotFound(name));
+  }
 }
 
 absl::Status EngineImpl::DeleteQueueLocked(const std::string& name, Callback<bool>& done,
-                                           std::vector<std::shared_ptr<LeaseWait>>* ended) {
+                                           std::vector<std::shared_ptr<LeaseWait>>* ended,
+                                           std::vector<std::shared_ptr<Subscription>>* ended_subs) {
   if (closed_) return Closing();
   auto found = FindLocked(name);
   if (!found.ok()) return found.status();
@@ -136,12 +141,19 @@ absl::Status EngineImpl::DeleteQueueLocked(const std::string& name, Callback<boo
     }
   }
   for (auto& w : q->waiters) {
-    if (w->state == LeaseWait::State::kWaiting) {
-      w->state = LeaseWait::State::kDone;
-      --num_waiters_;
+    if (w->state == LeaseWait::State::kWaiting && w->sub == nullptr) {
+      LeaveWaitersLocked(*w, LeaseWait::State::kDone);
       ended->push_back(w);
     }
   }
+  for (auto& sub : q->subscriptions) {
+    if (sub->wait) LeaveWaitersLocked(*sub->wait, LeaseWait::State::kDone);
+    sub->open = false;
+    num_held_ -= static_cast<int64_t>(sub->held.size());
+    --num_subscriptions_;
+    ended_subs->push_back(std::move(sub));
+  }
+  q->subscriptions.clear();
   uint64_t id = q->id;
   by_name_.erase(q->name);
   queues_.erase(id);  // q is gone from here on
@@ -180,6 +192,13 @@ absl::Status EngineImpl::PurgeQueueLocked(const std::string& name, Callback<uint
   if (!found.ok()) return found.status();
   Queue& q = **found;
   uint64_t n = q.messages.size();
+  for (auto& sub : q.subscriptions) {
+    num_held_ -= static_cast<int64_t>(sub->held.size());
+    sub->held.clear();
+    sub->by_due.clear();
+    sub->held_bytes = 0;
+  }
+  q.held_by.clear();  // the subscriptions get new messages at the next background pass
   q.messages.clear();
   q.index.clear();
   q.n_ready = q.n_leased = q.n_delayed = 0;

@@ -99,12 +99,13 @@ int64_t EngineImpl::TickInternal() {
     for (auto& [id, qp] : queues_) {
       Queue& q = *qp;
       RefreshSplitLocked(q, now);
+      if (!q.subscriptions.empty())
+        next_due = std::min(next_due, RenewLocked(q, now, steady, &jobs));
       if (!q.waiters.empty()) {
         for (auto it = q.waiters.begin(); it != q.waiters.end();) {
           LeaseWait& w = **it;
           if (w.state == LeaseWait::State::kWaiting && w.deadline_us <= steady) {
-            w.state = LeaseWait::State::kDone;
-            --num_waiters_;
+            LeaveWaitersLocked(w, LeaseWait::State::kDone);
             timed_out.push_back(*it);
             it = q.waiters.erase(it);
           } else {
@@ -132,6 +133,7 @@ int64_t EngineImpl::TickInternal() {
           expired.push_back(it->first);
         }
         for (uint64_t seq : expired) {
+          ForgetLocked(q, seq);
           IndexRemoveLocked(q, seq, q.messages.at(seq));
           q.messages.erase(seq);
         }

@@ -67,6 +67,16 @@ void CommitPipeline::Submit(absl::FunctionRef<void(Group&)> fill, Done done) {
   forming_done_.push_back(std::move(done));
 }
 
+CommitPipeline::Hold::Hold(CommitPipeline* p) : p_(p) {
+  absl::MutexLock lock(&p_->mu_);
+  ++p_->holds_;
+}
+
+CommitPipeline::Hold::~Hold() {
+  absl::MutexLock lock(&p_->mu_);
+  --p_->holds_;
+}
+
 void CommitPipeline::Stop() {
   {
     absl::MutexLock lock(&mu_);
@@ -96,8 +106,9 @@ void CommitPipeline::Run() {
       // Stop only once nothing is left anywhere: callbacks still to run may submit more.
       mu_.Await(absl::Condition(
           +[](CommitPipeline* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return !p->forming_done_.empty() ||
-                   (p->stopping_ && p->written_.empty() && !p->completing_);
+            return (!p->forming_done_.empty() && p->holds_ == 0) ||
+                   (p->stopping_ && p->forming_done_.empty() && p->written_.empty() &&
+                    !p->completing_);
           },
           this));
       if (forming_done_.empty()) {

@@ -82,6 +82,20 @@ class CommitPipeline {
   // Adds fill's writes to the forming group and queues done. Never calls done inline.
   void Submit(absl::FunctionRef<void(Group&)> fill, Done done);
 
+  // While a Hold lives, the forming group is not taken for writing: Submits made under it go
+  // into one group (an Ack and the lease it makes room for share an fsync). Hold only for
+  // in-memory work.
+  class Hold {
+   public:
+    explicit Hold(CommitPipeline* p);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    CommitPipeline* const p_;
+  };
+
   // Writes out everything submitted, runs every callback, and ends the thread. Idempotent.
   void Stop();
 
@@ -106,6 +120,7 @@ class CommitPipeline {
   Group forming_ ABSL_GUARDED_BY(mu_);
   std::vector<Done> forming_done_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   uint64_t groups_written_ ABSL_GUARDED_BY(mu_) = 0;
   // Written groups waiting for their callbacks, oldest first.

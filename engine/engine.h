@@ -36,6 +36,21 @@ using Callback = std::function<void(absl::StatusOr<T>)>;
 
 // A Lease call in progress; pass it to CancelLease.
 class LeaseWait;
+// An open subscription (Subscribe); pass it to Settle and Unsubscribe.
+class Subscription;
+
+// How a subscription reaches its owner. Both may run on any engine thread, deliver on several
+// at once; neither may block. They must stay callable until the subscription's last
+// shared_ptr is gone: a delivery decided before Unsubscribe may still arrive after its done
+// (its messages are released already; drop it).
+struct SubscriptionCallbacks {
+  // Messages leased for the subscription, once their lease is durable.
+  std::function<void(std::vector<LeasedMessage>)> deliver;
+  // The engine ended the subscription: its queue was deleted (NOT_FOUND), the engine is closing
+  // (UNAVAILABLE; what it held was released first) or a write failed. Called at most once, and
+  // not once Unsubscribe has been called.
+  std::function<void(absl::Status)> ended;
+};
 
 class Engine {
  public:
@@ -89,6 +104,28 @@ class Engine {
   // it, in which case it gets them (and the caller should Nack them). The callback is called
   // exactly once either way.
   virtual void CancelLease(const std::shared_ptr<LeaseWait>& wait) = 0;
+  // --- Subscriptions: a standing lease that the engine keeps filling and renewing ---
+  // Delivers visible messages as they become visible, never more than max_outstanding (or
+  // max_outstanding_bytes) not yet settled, sharing the queue with waiting Leases and other
+  // subscriptions oldest waiter first. While the subscription is open each message's lease is
+  // renewed halfway through its visibility timeout (stored, in bulk, by the background pass)
+  // until max_lease_duration after its delivery; then it ends, and the message becomes
+  // visible again. A message stops counting against the limit as soon as it is no longer
+  // leased to the subscription for any reason (settled here or by a unary Ack/Nack, its lease
+  // ended, purged, deleted). Errors (bad fields, unknown queue, closing) come back at once.
+  virtual absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(
+      SubscribeRequest request, SubscriptionCallbacks callbacks) = 0;
+  // Acks and nacks receipts (any receipts of the queue, as Ack and Nack do) and, in the same
+  // write, leases what that made room for; the result carries both. At most 1,000 receipts.
+  virtual void Settle(const std::shared_ptr<Subscription>& subscription,
+                      std::vector<std::string> acks, std::vector<std::string> nacks,
+                      int64_t nack_delay_ms, Callback<SettleResult> done) = 0;
+  // Ends the subscription: stops delivering and makes every message it holds visible again
+  // (delivery counts stay as counted) in one write; done gets how many, once durable.
+  // Idempotent: once ended, done gets 0.
+  virtual void Unsubscribe(const std::shared_ptr<Subscription>& subscription,
+                           Callback<uint64_t> done) = 0;
+
   // One outcome per receipt, in request order.
   virtual void Ack(std::string queue, std::vector<std::string> receipts,
                    Callback<std::vector<ReceiptOutcome>> done) = 0;

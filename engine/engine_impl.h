@@ -136,12 +136,49 @@ inline absl::Status Closing() { return absl::UnavailableError("spool is shutting
 class LeaseWait {
  public:
   enum class State { kWaiting, kClaimed, kDone };
+  // Set when this wait is a subscription's turn in the queue's waiters: it takes as many
+  // messages as the subscription has room for, and its messages are held by it.
+  Subscription* sub = nullptr;
   uint64_t queue_id = 0;
   uint32_t max_messages = 1;
   int64_t visibility_ms = 0;
   int64_t deadline_us = 0;  // steady clock
   Callback<std::vector<LeasedMessage>> done;
   State state = State::kWaiting;  // guarded by the engine's mu_
+};
+
+// An open subscription. Everything but the callbacks is guarded by the engine's mu_.
+class Subscription : public std::enable_shared_from_this<Subscription> {
+ public:
+  uint64_t queue_id = 0;
+  uint32_t max_outstanding = 0;
+  uint64_t max_bytes = 0;
+  int64_t visibility_ms = 0;
+  int64_t max_lease_ms = 0;
+  SubscriptionCallbacks callbacks;
+
+  // A message leased to this subscription and not yet settled.
+  struct Held {
+    uint32_t lease_gen = 0;
+    uint32_t size = 0;
+    int64_t delivered_at = 0;
+    int64_t deadline = 0;  // the stored lease deadline
+    int64_t due = 0;       // when the background pass next looks at it: renew, or let it go
+  };
+  absl::flat_hash_map<uint64_t, Held> held;              // by seq
+  absl::btree_set<std::pair<int64_t, uint64_t>> by_due;  // (due, seq)
+  uint64_t held_bytes = 0;
+  // Its turn in the queue's waiters while it has room and nothing was visible.
+  std::shared_ptr<LeaseWait> wait;
+  bool open = true;  // until Unsubscribe, or the engine ends it
+  // Set once the owner must hear nothing more: ended has run, or Unsubscribe was called.
+  std::atomic<bool> quiet{false};
+
+  // How many more messages it may take now.
+  uint32_t Room() const {
+    if (!open || held.size() >= max_outstanding || held_bytes >= max_bytes) return 0;
+    return max_outstanding - static_cast<uint32_t>(held.size());
+  }
 };
 
 namespace internal {
@@ -207,6 +244,10 @@ struct Queue {
   std::deque<std::pair<int64_t, std::string>> dedup_order;  // (expire_at, id), insertion order
 
   std::deque<std::shared_ptr<LeaseWait>> waiters;
+
+  // Open subscriptions, and which of them holds each message leased to one.
+  std::vector<std::shared_ptr<Subscription>> subscriptions;
+  absl::flat_hash_map<uint64_t, Subscription*> held_by;
 };
 
 class EngineImpl final : public Engine {
@@ -244,6 +285,13 @@ class EngineImpl final : public Engine {
   void MoveMessages(std::string source, std::string destination, uint32_t max_messages,
                     Callback<std::vector<MovedMessage>> done) override;
   void DeleteMessage(std::string queue, std::string message_id, Callback<bool> done) override;
+  absl::StatusOr<std::shared_ptr<Subscription>> Subscribe(SubscribeRequest request,
+                                                          SubscriptionCallbacks callbacks) override;
+  void Settle(const std::shared_ptr<Subscription>& subscription, std::vector<std::string> acks,
+              std::vector<std::string> nacks, int64_t nack_delay_ms,
+              Callback<SettleResult> done) override;
+  void Unsubscribe(const std::shared_ptr<Subscription>& subscription,
+                   Callback<uint64_t> done) override;
   RuntimeStats Runtime() override;
   void Tick() override { TickInternal(); }
 
@@ -296,6 +344,39 @@ class EngineImpl final : public Engine {
   absl::Status DeleteMessageLocked(const std::string& queue, const std::string& id,
                                    Callback<bool>& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A waiter leaves the queue's waiters (claimed, timed out or ended).
+  void LeaveWaitersLocked(LeaseWait& w, LeaseWait::State to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Subscriptions (subscribe.cc) ---
+  // The callback a subscription's leases complete with: delivers, or ends it on an error.
+  Callback<std::vector<LeasedMessage>> DeliveryFor(std::shared_ptr<Subscription> s);
+  // Records that s holds message seq (leased to it just now, in state m).
+  void HoldLocked(Queue& q, Subscription& s, uint64_t seq, const MsgState& m, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HoldJobLocked(Queue& q, Subscription& s, const LeaseJob& job, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The message is no longer leased to whichever subscription held it (settled, re-leased,
+  // removed). Returns that subscription, or nullptr.
+  Subscription* ForgetLocked(Queue& q, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A held message's stored deadline moved (ExtendLease, renewal).
+  void RedueLocked(Queue& q, uint64_t seq, int64_t deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases what s has room for, or queues its turn among the waiters when nothing is visible.
+  // done: what the lease completes with (default: s's delivery callback).
+  std::shared_ptr<LeaseJob> FeedLocked(Queue& q, const std::shared_ptr<Subscription>& s,
+                                       int64_t now,
+                                       Callback<std::vector<LeasedMessage>> done = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After s took messages as a waiter: its next turn, at the back, if it has room.
+  void RequeueLocked(Queue& q, Subscription& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops s and makes what it holds visible again, appending the state writes to *writes.
+  // Returns how many were released.
+  uint64_t ReleaseLocked(Queue& q, Subscription& s, int64_t now,
+                         std::vector<std::pair<uint64_t, std::string>>* writes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The background pass's share: renews leases due, lets go of those past max_lease_duration
+  // whose lease ended, feeds subscriptions with room. Returns the steady time it wants to run.
+  int64_t RenewLocked(Queue& q, int64_t now, int64_t steady, Jobs* jobs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the payloads of a job's messages, then completes its half. Call without mu_.
   void ReadPayloads(const std::shared_ptr<LeaseJob>& job);
   // After a write: clears pending on the named messages and serves waiters of the queues
@@ -311,13 +392,31 @@ class EngineImpl final : public Engine {
   // receipts: what each receipt says, or nullopt for one that is not ours (ReceiptSigner).
   absl::Status ReceiptCallLocked(ReceiptOp op, std::string_view queue,
                                  const std::vector<std::optional<ReceiptFields>>& receipts,
-                                 int64_t duration_ms, Callback<std::vector<ReceiptOutcome>>& done)
+                                 int64_t duration_ms, Callback<std::vector<ReceiptOutcome>>& done,
+                                 Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The in-memory half of a receipt operation on q: outcomes, messages deleted and state
+  // records to write; subscriptions whose messages it settled go to *freed.
+  struct ReceiptWrites {
+    std::vector<uint64_t> deleted;
+    std::vector<std::pair<uint64_t, std::string>> updated;  // seq, new state record
+    bool wake = false;                                      // a message became visible now
+  };
+  std::vector<ReceiptOutcome> ApplyReceiptsLocked(
+      ReceiptOp op, Queue& q, const std::vector<std::optional<ReceiptFields>>& receipts,
+      int64_t duration_ms, int64_t now, ReceiptWrites* w, std::vector<Subscription*>* freed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds the writes of ApplyReceiptsLocked to a group.
+  void WriteReceipts(CommitPipeline::Group& g, uint64_t queue_id, const ReceiptWrites& w,
+                     int64_t nacked);
+  // Feeds the subscriptions in freed (other than skip) that have room.
+  void FeedFreedLocked(Queue& q, const std::vector<Subscription*>& freed, const Subscription* skip,
+                       int64_t now, Jobs* jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SubmitAdmin(std::string name, QueueConfig config, bool create, Callback<QueueInfo> done);
   absl::Status SubmitAdminLocked(const std::string& name, const QueueConfig& c, bool create,
                                  Callback<QueueInfo>& done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status DeleteQueueLocked(const std::string& name, Callback<bool>& done,
-                                 std::vector<std::shared_ptr<LeaseWait>>* ended)
+                                 std::vector<std::shared_ptr<LeaseWait>>* ended,
+                                 std::vector<std::shared_ptr<Subscription>>* ended_subs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PurgeQueueLocked(const std::string& name, Callback<uint64_t>& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -365,7 +464,9 @@ class EngineImpl final : public Engine {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t seq_reserved_ ABSL_GUARDED_BY(mu_) = 1;  // seqs below this may have been used
   uint64_t next_queue_id_ ABSL_GUARDED_BY(mu_) = 1;
-  int64_t num_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t num_waiters_ ABSL_GUARDED_BY(mu_) = 0;  // waiting Lease calls, not subscriptions
+  int64_t num_subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t num_held_ ABSL_GUARDED_BY(mu_) = 0;  // messages held by subscriptions
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 
   // Reads outside mu_ (payloads for Lease and Peek) hold this shared; Close takes it exclusive

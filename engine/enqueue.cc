@@ -68,6 +68,8 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
   uint32_t taker_left = 0;
   uint64_t taker_bytes = 0;
   int64_t taker_visibility = 0;
+  Subscription* taker_sub = nullptr;  // when the taker is a subscription
+  std::vector<Subscription*> fed;     // subscriptions that took some: their next turn, after
   int64_t handed_off = 0;
   for (size_t k = 0; k < fresh.size(); ++k) {
     EnqueueEntry& e = entries[fresh[k]];
@@ -80,20 +82,24 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
     m.pending = true;
     if (handoff && m.visible_at <= now) {
       if (taker_left > 0 && taker_bytes + m.size > kMaxResponseBytes) taker_left = 0;
+      if (taker_sub != nullptr && taker_sub->Room() == 0) taker_left = 0;
       while (taker_left == 0 && !q.waiters.empty()) {
         std::shared_ptr<LeaseWait> w = std::move(q.waiters.front());
         q.waiters.pop_front();
         if (w->state != LeaseWait::State::kWaiting) continue;
-        w->state = LeaseWait::State::kClaimed;
-        --num_waiters_;
+        uint32_t room = w->sub != nullptr ? w->sub->Room() : std::max<uint32_t>(w->max_messages, 1);
+        LeaveWaitersLocked(*w, room == 0 ? LeaseWait::State::kDone : LeaseWait::State::kClaimed);
+        if (room == 0) continue;
         auto job = std::make_shared<LeaseJob>();
         job->queue_id = q.id;
-        job->done = std::move(w->done);
+        job->done = w->sub != nullptr ? w->done : std::move(w->done);
         job->remaining = 1;  // the payloads are in hand: only the write is outstanding
         handoffs.push_back(std::move(job));
-        taker_left = std::max<uint32_t>(w->max_messages, 1);
+        taker_left = room;
         taker_bytes = 0;
         taker_visibility = w->visibility_ms;
+        taker_sub = w->sub;
+        if (taker_sub != nullptr) fed.push_back(taker_sub);
       }
       if (taker_left == 0) {
         handoff = false;
@@ -108,6 +114,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
         out.payload = e.payload;
         out.attributes = e.attributes;
         ++handed_off;
+        if (taker_sub != nullptr) HoldLocked(q, *taker_sub, seq, m, now);
       }
     }
     q.messages.emplace(seq, m);
@@ -120,6 +127,7 @@ absl::Status EngineImpl::EnqueueLocked(const std::string& queue, std::vector<Enq
       q.dedup_order.emplace_back(expire_at, e.dedup_id);
     }
   }
+  for (Subscription* sub : fed) RequeueLocked(q, *sub);
   for (auto [i, first_i] : duplicate_of) results[i] = {results[first_i].message_id, true};
   q.counters[static_cast<int>(Counter::kEnqueued)] += fresh.size();
   q.counters[static_cast<int>(Counter::kDelivered)] += handed_off;

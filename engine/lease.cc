@@ -57,6 +57,10 @@ std::shared_ptr<LeaseJob> EngineImpl::SelectLocked(Queue& q, uint32_t max, int64
     for (size_t k = 0; k < take.size(); ++k) taken[k] = &q.messages.at(take[k]);
   }
   if (take.empty()) return nullptr;
+  // A message whose lease ran out while a subscription held it is no longer that one's.
+  if (!q.held_by.empty()) {
+    for (uint64_t seq : take) ForgetLocked(q, seq);
+  }
 
   auto job = std::make_shared<LeaseJob>();
   job->queue_id = q.id;
@@ -161,18 +165,32 @@ void EngineImpl::ReadPayloads(const std::shared_ptr<LeaseJob>& job) {
   job->PartDone();
 }
 
+void EngineImpl::LeaveWaitersLocked(LeaseWait& w, LeaseWait::State to) {
+  w.state = to;
+  if (w.sub == nullptr) {
+    --num_waiters_;
+  } else if (w.sub->wait.get() == &w) {
+    w.sub->wait.reset();
+  }
+}
+
 void EngineImpl::ServeWaitersLocked(Queue& q, int64_t now, Jobs* jobs) {
   while (!q.waiters.empty()) {
     std::shared_ptr<LeaseWait> w = q.waiters.front();
-    if (w->state != LeaseWait::State::kWaiting) {
+    uint32_t max = w->sub != nullptr ? w->sub->Room() : w->max_messages;
+    if (w->state != LeaseWait::State::kWaiting || max == 0) {
+      if (w->state == LeaseWait::State::kWaiting) LeaveWaitersLocked(*w, LeaseWait::State::kDone);
       q.waiters.pop_front();
       continue;
     }
-    auto job = SelectLocked(q, w->max_messages, w->visibility_ms, now, w->done);
+    auto job = SelectLocked(q, max, w->visibility_ms, now, w->done);
     if (!job) return;
-    w->state = LeaseWait::State::kClaimed;
+    LeaveWaitersLocked(*w, LeaseWait::State::kClaimed);
     q.waiters.pop_front();
-    --num_waiters_;
+    if (w->sub != nullptr) {
+      HoldJobLocked(q, *w->sub, *job, now);
+      RequeueLocked(q, *w->sub);
+    }
     jobs->push_back(std::move(job));
   }
 }
@@ -259,8 +277,7 @@ void EngineImpl::CancelLease(const std::shared_ptr<LeaseWait>& wait) {
   {
     absl::MutexLock lock(&mu_);
     if (wait->state != LeaseWait::State::kWaiting) return;
-    wait->state = LeaseWait::State::kDone;
-    --num_waiters_;
+    LeaveWaitersLocked(*wait, LeaseWait::State::kDone);
     if (Queue* q = FindByIdLocked(wait->queue_id); q != nullptr) {
       std::erase(q->waiters, wait);
     }

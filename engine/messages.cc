@@ -48,6 +48,7 @@ void EngineImpl::MoveLocked(Queue& from, Queue& to, const std::vector<uint64_t>&
     m.visible_at = now;
     m.size = old.size;
     m.pending = true;
+    ForgetLocked(from, mv.seq);
     from.messages.erase(mv.seq);
     to.messages.emplace(mv.new_seq, m);
     IndexAddLocked(to, mv.new_seq, m);
@@ -216,6 +217,7 @@ absl::Status EngineImpl::DeleteMessageLocked(const std::string& queue, const std
   if (it == q.messages.end() || it->second.pending) {
     return absl::NotFoundError(Cat("message ", id, " not found in queue \"", queue, "\""));
   }
+  ForgetLocked(q, *seq);
   IndexRemoveLocked(q, *seq, it->second);
   q.messages.erase(it);
   q.counters[static_cast<int>(Counter::kDeleted)] += 1;

@@ -312,18 +312,37 @@ void EngineImpl::StartBackground() {
 
 void EngineImpl::Close() {
   std::vector<std::shared_ptr<LeaseWait>> waiting;
+  std::vector<std::shared_ptr<Subscription>> subscriptions;
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
     closed_ = true;
+    int64_t now = NowLocked();
     for (auto& [id, q] : queues_) {
       for (auto& w : q->waiters) {
-        if (w->state == LeaseWait::State::kWaiting) {
+        if (w->state == LeaseWait::State::kWaiting && w->sub == nullptr) {
           w->state = LeaseWait::State::kDone;
           waiting.push_back(w);
         }
       }
+      // Subscriptions end here, and what they hold is visible again at the next open
+      // rather than after its lease: written below, before the pipeline stops.
+      std::vector<std::pair<uint64_t, std::string>> released;
+      for (auto& sub : q->subscriptions) {
+        ReleaseLocked(*q, *sub, now, &released);
+        subscriptions.push_back(std::move(sub));
+      }
+      q->subscriptions.clear();
       q->waiters.clear();
+      if (!released.empty() && pipeline_) {
+        pipeline_->Submit(
+            [&](CommitPipeline::Group& g) {
+              for (auto& [seq, state] : released) {
+                g.batch().Put(state_cf_, MessageKey(id, seq), state);
+              }
+            },
+            [](const absl::Status&) {});
+      }
     }
     num_waiters_ = 0;
   }
@@ -335,6 +354,10 @@ void EngineImpl::Close() {
   }
   if (bg_thread_.joinable()) bg_thread_.join();
   if (pipeline_) pipeline_->Stop();
+  // Only now: the releases above are durable.
+  for (auto& sub : subscriptions) {
+    if (!sub->quiet.exchange(true)) sub->callbacks.ended(Closing());
+  }
   absl::MutexLock db_lock(&db_mu_);
   db_closed_ = true;
   // After a simulated power cut (TestHooks) there is nothing to write out and no point trying.
@@ -362,6 +385,8 @@ RuntimeStats EngineImpl::Runtime() {
   {
     absl::MutexLock lock(&mu_);
     r.lease_waiters = num_waiters_;
+    r.subscriptions = num_subscriptions_;
+    r.subscribed_messages = num_held_;
   }
   absl::ReaderMutexLock db_lock(&db_mu_);
   if (db_closed_ || !db_) return r;

@@ -70,6 +70,19 @@ inline absl::Status DeleteMessageSync(Engine& e, std::string queue, std::string 
   return Await<bool>([&](auto cb) { e.DeleteMessage(std::move(queue), std::move(message_id), cb); })
       .status();
 }
+inline absl::StatusOr<SettleResult> SettleSync(Engine& e,
+                                               const std::shared_ptr<Subscription>& subscription,
+                                               std::vector<std::string> acks,
+                                               std::vector<std::string> nacks,
+                                               int64_t nack_delay_ms = 0) {
+  return Await<SettleResult>([&](auto cb) {
+    e.Settle(subscription, std::move(acks), std::move(nacks), nack_delay_ms, cb);
+  });
+}
+inline absl::StatusOr<uint64_t> UnsubscribeSync(Engine& e,
+                                                const std::shared_ptr<Subscription>& subscription) {
+  return Await<uint64_t>([&](auto cb) { e.Unsubscribe(subscription, cb); });
+}
 
 }  // namespace spool::engine
 

@@ -32,6 +32,11 @@ struct Limits {
   static constexpr size_t kMaxAttributes = 16, kMaxAttributeKey = 128, kMaxDedupId = 128;
   static constexpr int64_t kMaxWait = 60 * kSecond;
   static constexpr int64_t kMaxNackDelay = 12 * kHour;
+  // Subscriptions (Engine::Subscribe).
+  static constexpr uint32_t kDefaultMaxOutstanding = 100, kMaxOutstanding = 10'000;
+  static constexpr int64_t kDefaultMaxLease = kHour, kMinMaxLease = kSecond,
+                           kMaxMaxLease = 12 * kHour;
+  static constexpr uint64_t kDefaultMaxOutstandingBytes = 64 << 20;
   static constexpr uint32_t kDefaultPeek = 100, kDefaultPageSize = 100, kMaxPage = 1000;
 };
 
@@ -92,6 +97,17 @@ struct LeaseRequest {
   int64_t wait_ms = 0;
 };
 
+// A standing lease on a queue (Engine::Subscribe).
+struct SubscribeRequest {
+  std::string queue;
+  uint32_t max_outstanding = 0;                  // 0 -> 100; at most 10,000
+  std::optional<int64_t> visibility_timeout_ms;  // each lease and renewal; unset -> the queue's
+  std::optional<int64_t> max_lease_duration_ms;  // renewal stops this long after delivery; 1 h
+  // Also stop delivering while the messages outstanding hold this many payload and attribute
+  // bytes (always at least one message): bounds the memory a slow reader can pin. 0 -> 64 MiB.
+  uint64_t max_outstanding_bytes = 0;
+};
+
 struct LeasedMessage {
   std::string message_id;
   std::string payload;
@@ -107,6 +123,13 @@ enum class Outcome { kOk = 1, kLeaseLost = 2, kInvalidReceipt = 3 };
 struct ReceiptOutcome {
   Outcome outcome = Outcome::kInvalidReceipt;
   int64_t lease_deadline_ms = 0;  // set by ExtendLease on kOk
+};
+
+// What Engine::Settle did: an outcome per receipt, in request order, and the messages the
+// acks and nacks made room for, leased in the same write.
+struct SettleResult {
+  std::vector<ReceiptOutcome> acks, nacks;
+  std::vector<LeasedMessage> delivered;
 };
 
 enum class MessageState { kReady = 1, kLeased = 2, kDelayed = 3 };
@@ -131,11 +154,13 @@ struct MovedMessage {
 // The engine as a whole, for metrics (Engine::Runtime). Storage figures are RocksDB's, summed
 // over the store's column families.
 struct RuntimeStats {
-  int64_t lease_waiters = 0;     // Lease calls waiting for messages now
-  uint64_t live_sst_bytes = 0;   // table files holding live data
-  uint64_t total_sst_bytes = 0;  // every table file, obsolete ones not yet deleted included
-  uint64_t wal_bytes = 0;        // write-ahead log files
-  uint64_t memtable_bytes = 0;   // memtables, active and immutable
+  int64_t lease_waiters = 0;        // Lease calls waiting for messages now
+  int64_t subscriptions = 0;        // open subscriptions
+  int64_t subscribed_messages = 0;  // messages outstanding on them (delivered, not settled)
+  uint64_t live_sst_bytes = 0;      // table files holding live data
+  uint64_t total_sst_bytes = 0;     // every table file, obsolete ones not yet deleted included
+  uint64_t wal_bytes = 0;           // write-ahead log files
+  uint64_t memtable_bytes = 0;      // memtables, active and immutable
 };
 
 struct PeekResult {

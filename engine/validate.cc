@@ -170,6 +170,28 @@ absl::Status ValidateReceiptCount(size_t count) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateSubscribe(const SubscribeRequest& request) {
+  if (auto s = ValidateQueueName(request.queue, "queue"); !s.ok()) return s;
+  if (request.max_outstanding > Limits::kMaxOutstanding) {
+    return Invalid("max_outstanding", Cat("must be at most ", Limits::kMaxOutstanding, " (got ",
+                                          request.max_outstanding, ")"));
+  }
+  if (auto s = ValidateVisibility(request.visibility_timeout_ms); !s.ok()) return s;
+  if (request.max_lease_duration_ms) {
+    return CheckRange("max_lease_duration", *request.max_lease_duration_ms, Limits::kMinMaxLease,
+                      Limits::kMaxMaxLease);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSettle(size_t acks, size_t nacks, int64_t nack_delay_ms) {
+  if (acks + nacks > Limits::kMaxBatch) {
+    return Invalid("ack", Cat("ack and nack together must have at most ", Limits::kMaxBatch,
+                              " receipts in one request (got ", acks, " + ", nacks, ")"));
+  }
+  return CheckRange("nack_delay", nack_delay_ms, 0, Limits::kMaxNackDelay);
+}
+
 absl::Status ValidateNackDelay(int64_t delay_ms) {
   return CheckRange("delay", delay_ms, 0, Limits::kMaxNackDelay);
 }

@@ -31,6 +31,10 @@ absl::Status ValidateLease(const LeaseRequest& request);
 
 // 1..1000 receipts. Malformed receipts are not an error: they get OUTCOME_INVALID_RECEIPT.
 absl::Status ValidateReceiptCount(size_t count);
+// The first request's fields of a subscription (queue name, max_outstanding, durations).
+absl::Status ValidateSubscribe(const SubscribeRequest& request);
+// At most 1,000 receipts in one Settle, acks and nacks together; the nack delay's range.
+absl::Status ValidateSettle(size_t acks, size_t nacks, int64_t nack_delay_ms);
 
 absl::Status ValidateNackDelay(int64_t delay_ms);
 

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1'000'000))
       ->capture_default_str();
   app.add_option("--max-streams", options.max_streams,
-                 "Most open Publish streams at once, over all connections; beyond it a new "
+                 "Most open Publish and Subscribe streams at once, over all connections; beyond it a new "
                  "stream ends with RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();

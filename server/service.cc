@@ -335,4 +335,12 @@ grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishResponse>* QueueService::
                            });
 }
 
+grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>* QueueService::Subscribe(
+    CallbackServerContext* ctx) {
+  return NewSubscribeReactor(ctx, engine_, &streams_,
+                             [this](CallbackServerContext* c, std::string_view queue) {
+                               return Allow(c, kConsume, {queue});
+                             });
+}
+
 }  // namespace spool::server

@@ -51,7 +51,7 @@ class QueueService final : public v1::QueueService::CallbackService {
  public:
   // REQUIRES: engine (and auth, when given) outlive the service. Without auth every caller may
   // do everything.
-  // max_streams: open Publish streams at most (--max-streams).
+  // max_streams: open Publish and Subscribe streams at most (--max-streams).
   explicit QueueService(engine::Engine* engine, const Authorizer* auth = nullptr,
                         int64_t max_streams = 10'000)
       : engine_(engine), auth_(auth), streams_(max_streams) {
@@ -97,6 +97,8 @@ class QueueService final : public v1::QueueService::CallbackService {
                                           const v1::DeleteMessageRequest* req,
                                           v1::DeleteMessageResponse* resp) override;
   grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishResponse>* Publish(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* ctx) override;
 
   // Refuses new streams and ends every open one with UNAVAILABLE once it has answered what it

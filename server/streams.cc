@@ -40,7 +40,7 @@ void StreamRegistry::StopAll() {
       if (s->EndLocked(status)) finish.push_back(s);
     }
   }
-  for (RegisteredStream* s : finish) s->FinishNow();
+  for (RegisteredStream* s : finish) s->AfterEnd();
 }
 
 namespace {
@@ -135,7 +135,7 @@ class PublishReactor final
     return StartLocked(DecideLocked()).has_value();
   }
 
-  void FinishNow() override {
+  void AfterEnd() override {
     grpc::Status s;
     {
       std::lock_guard<std::mutex> lock(mu_);

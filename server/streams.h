@@ -18,13 +18,14 @@
 namespace spool::server {
 
 // What a stream must do when the registry ends it: stop taking requests, answer what it has
-// accepted, and finish with `status`. Returns true when the caller must call Finish itself
-// now (the stream has nothing left in flight and has marked itself finished).
+// accepted, and finish with `status`. EndLocked runs under the registry's lock and may start
+// no call; it returns true when the registry must call AfterEnd once the lock is released
+// (to finish, or to start what ending takes). The stream cannot finish in between.
 class RegisteredStream {
  public:
   virtual ~RegisteredStream() = default;
   virtual bool EndLocked(const grpc::Status& status) = 0;
-  virtual void FinishNow() = 0;
+  virtual void AfterEnd() = 0;
 };
 
 class StreamRegistry {
@@ -49,6 +50,11 @@ using AllowFn = std::function<absl::Status(grpc::CallbackServerContext*, std::st
 
 // Publish: one reactor per stream. REQUIRES: engine and registry outlive it.
 grpc::ServerBidiReactor<v1::PublishRequest, v1::PublishResponse>* NewPublishReactor(
+    grpc::CallbackServerContext* ctx, engine::Engine* engine, StreamRegistry* registry,
+    AllowFn allow);
+
+// Subscribe: one reactor per stream. REQUIRES: engine and registry outlive it.
+grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>* NewSubscribeReactor(
     grpc::CallbackServerContext* ctx, engine::Engine* engine, StreamRegistry* registry,
     AllowFn allow);
 
