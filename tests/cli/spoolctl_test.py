@@ -161,7 +161,7 @@ class SpoolctlTest(unittest.TestCase):
 
     def test_help_on_every_command_has_an_example(self):
         commands = ["queues", "create", "update", "delete", "stats", "peek", "send", "lease", "ack",
-                    "nack", "extend", "purge", "redrive", "delete-message", "watch", "health",
+                    "nack", "extend", "purge", "redrive", "delete-message", "watch", "health", "tail",
                     "inspect", "verify"]
         for c in commands:
             rc, out, _ = self.ctl(c, "--help")
@@ -189,6 +189,62 @@ class SpoolctlTest(unittest.TestCase):
         self.assertIn('1500 messages sent to "sl-small"', err)
         self.assertIn("max_depth", err)
         self.assertEqual(int(self.json("stats", "sl-small")["stats"]["total"]), 1500)
+
+    def test_tail_prints_as_messages_arrive_and_acks_or_releases(self):
+        self.ctl("create", "tq", expect=0)
+        self.ctl("send", "tq", "--lines", stdin=b"".join(b"t%d\n" % i for i in range(5)),
+                 expect=0)
+        # Without --ack: printed, then released at the end (visible again, delivery counted).
+        _, out, err = self.ctl("--output", "json", "tail", "tq", "--max", "3", expect=0)
+        docs = [json.loads(line) for line in out.decode().splitlines()]
+        self.assertEqual([base64.b64decode(d["payload"]) for d in docs], [b"t0", b"t1", b"t2"])
+        self.assertEqual([d["delivery_count"] for d in docs], [1, 1, 1])
+        self.assertEqual(err, 'spoolctl: 3 messages from "tq", released\n')
+        stats = self.json("stats", "tq")["stats"]
+        self.assertEqual((stats["ready"], stats["leased"]), ("5", "0"))
+        # With --ack: each one printed is acked on the stream; the table form is one line each.
+        # All five had been pushed to the first tail (its credit is 100), so all are on their
+        # second delivery.
+        _, out, err = self.ctl("tail", "tq", "--ack", "--max", "4", expect=0)
+        lines = out.decode().splitlines()
+        self.assertEqual([line.split()[1:] for line in lines],
+                         [["2", "t0"], ["2", "t1"], ["2", "t2"], ["2", "t3"]])
+        self.assertEqual(err, 'spoolctl: 4 messages from "tq", 4 acked\n')
+        stats = self.json("stats", "tq")["stats"]
+        self.assertEqual((stats["total"], stats["acked_total"]), ("1", "4"))
+        # Live: a tail that is already running prints what is sent after it started.
+        self.ctl("tail", "tq", "--ack", "--max", "1", expect=0)  # empties the queue
+        tail = subprocess.Popen([os.path.join(BIN, "spoolctl"), "--server", self.addr, "tail",
+                                 "tq", "--ack", "--max", "2", "--for", "20s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.3)
+        self.ctl("send", "tq", "late-1", expect=0)
+        self.ctl("send", "tq", "late-2", expect=0)
+        out, err = tail.communicate(timeout=25)
+        self.assertEqual(tail.returncode, 0, err)
+        self.assertEqual([line.split()[2] for line in out.decode().splitlines()],
+                         ["late-1", "late-2"])
+        self.assertEqual(self.json("stats", "tq")["stats"]["total"], "0")
+        # --for ends a tail that sees nothing; Ctrl-C (SIGINT) ends one cleanly too.
+        _, out, err = self.ctl("tail", "tq", "--for", "300ms", expect=0)
+        self.assertEqual((out, err), (b"", 'spoolctl: 0 messages from "tq", released\n'))
+        self.ctl("send", "tq", "held", expect=0)
+        tail = subprocess.Popen([os.path.join(BIN, "spoolctl"), "--server", self.addr, "tail",
+                                 "tq", "--for", "20s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertIn(b"held", tail.stdout.readline())
+        self.assertEqual(self.json("stats", "tq")["stats"]["leased"], "1")
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=10)
+        self.assertEqual(tail.returncode, 0, err)
+        self.assertEqual(self.json("stats", "tq")["stats"]["ready"], "1")  # released at once
+        # Errors name the queue or the flag.
+        rc, _, err = self.ctl("tail", "no-such-queue", "--for", "5s")
+        self.assertEqual(rc, 1)
+        self.assertIn('"no-such-queue"', err)
+        rc, _, err = self.ctl("tail", "tq", "--max-outstanding", "20000", "--for", "5s")
+        self.assertEqual(rc, 1)
+        self.assertIn("--max-outstanding", err)
 
     def test_send_and_peek(self):
         self.ctl("create", "sp", expect=0)

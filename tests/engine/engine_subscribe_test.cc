@@ -13,56 +13,63 @@
 namespace spool::engine {
 namespace {
 
-// A subscription seen from the test: what it was delivered, and how it ended.
+// A subscription seen from the test: what it was delivered, and how it ended. The callbacks
+// hold the record, not the Sub, since the engine may end a subscription (at Close, when the
+// fixture is torn down) after the test body has dropped its Sub.
 class Sub {
  public:
   SubscriptionCallbacks Callbacks() {
     return {.deliver =
-                [this](std::vector<LeasedMessage> ms) {
-                  std::lock_guard<std::mutex> lock(mu_);
-                  for (auto& m : ms) got_.push_back(std::move(m));
-                  cv_.notify_all();
+                [r = record_](std::vector<LeasedMessage> ms) {
+                  std::lock_guard<std::mutex> lock(r->mu);
+                  for (auto& m : ms) r->got.push_back(std::move(m));
+                  r->cv.notify_all();
                 },
             .ended =
-                [this](absl::Status s) {
-                  std::lock_guard<std::mutex> lock(mu_);
-                  ended_ = s;
-                  ++ended_calls_;
-                  cv_.notify_all();
+                [r = record_](absl::Status s) {
+                  std::lock_guard<std::mutex> lock(r->mu);
+                  r->ended = s;
+                  ++r->ended_calls;
+                  r->cv.notify_all();
                 }};
   }
   // Waits (for engine threads, at most 10 s) until n messages have been delivered in all.
   std::vector<LeasedMessage> WaitFor(size_t n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return got_.size() >= n; })) {
-      ADD_FAILURE() << "only " << got_.size() << " of " << n << " messages were delivered";
+    std::unique_lock<std::mutex> lock(record_->mu);
+    if (!record_->cv.wait_for(lock, std::chrono::seconds(10),
+                              [&] { return record_->got.size() >= n; })) {
+      ADD_FAILURE() << "only " << record_->got.size() << " of " << n << " messages were delivered";
     }
-    return got_;
+    return record_->got;
   }
   std::vector<LeasedMessage> Got() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return got_;
+    std::lock_guard<std::mutex> lock(record_->mu);
+    return record_->got;
   }
   absl::Status WaitEnded() {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return ended_calls_ > 0; })) {
+    std::unique_lock<std::mutex> lock(record_->mu);
+    if (!record_->cv.wait_for(lock, std::chrono::seconds(10),
+                              [&] { return record_->ended_calls > 0; })) {
       ADD_FAILURE() << "the subscription did not end";
     }
-    return ended_;
+    return record_->ended;
   }
   int EndedCalls() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ended_calls_;
+    std::lock_guard<std::mutex> lock(record_->mu);
+    return record_->ended_calls;
   }
 
   std::shared_ptr<Subscription> handle;
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<LeasedMessage> got_;
-  absl::Status ended_;
-  int ended_calls_ = 0;
+  struct Record {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<LeasedMessage> got;
+    absl::Status ended;
+    int ended_calls = 0;
+  };
+  std::shared_ptr<Record> record_ = std::make_shared<Record>();
 };
 
 class EngineSubscribeTest : public EngineFixture {

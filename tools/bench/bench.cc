@@ -94,7 +94,8 @@ struct Config {
   bool dedup_ids = false;  // produce: a distinct dedup id on every message
   uint64_t messages = 0;   // 0: use duration only
   int64_t duration_ms = 10'000;
-  double rate = 1000;  // e2e: messages per second, open loop
+  double rate = 1000;            // e2e: messages per second, open loop
+  uint32_t max_outstanding = 1;  // subscribe, e2e-stream: the Subscribe credit of each stream
   bool json = false;
   bool baseline = true;  // measure the ceiling first
   int server_pid = 0;
@@ -649,6 +650,262 @@ class GrpcBench {
     return r;
   }
 
+  // A Subscribe stream that acks every message on the stream as soon as it arrives (the
+  // messages of one response in one request), until Stop(); on_message sees each delivery.
+  class Subscriber final
+      : public grpc::ClientBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse> {
+   public:
+    using OnMessage = std::function<void(const v1::LeasedMessage&, int64_t now_ns)>;
+    Subscriber(const Config& c, Recorder& rec, Tracker& tracker, std::atomic<uint64_t>& acked,
+               OnMessage on_message)
+        : c_(c), rec_(rec), tracker_(tracker), acked_(acked), on_message_(std::move(on_message)) {}
+
+    void Begin(v1::QueueService::Stub* stub) {
+      stub->async()->Subscribe(&ctx_, this);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        v1::SubscribeRequest& first = queue_.emplace_back();
+        first.set_queue(c_.queue);
+        first.set_max_outstanding(c_.max_outstanding);
+        first.mutable_visibility_timeout()->set_seconds(60);
+        WriteNextLocked();
+      }
+      StartRead(&resp_);
+      StartCall();
+    }
+
+    // No more acks after those queued: WritesDone, and the server ends the stream.
+    void Stop() {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      WriteNextLocked();
+    }
+
+    void OnWriteDone(bool ok) override {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.pop_front();
+      writing_ = false;
+      if (!ok) return;  // the stream failed; OnDone reports it
+      WriteNextLocked();
+    }
+
+    void OnReadDone(bool ok) override {
+      if (!ok) return;
+      int64_t now = NowNs();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (resp_.ack_results_size() > 0 && !ack_sent_.empty()) {
+          rec_.Latency("ack", now - ack_sent_.front());
+          ack_sent_.pop_front();
+        }
+        for (const auto& o : resp_.ack_results()) {
+          if (o.outcome() == v1::OUTCOME_OK) {
+            ++acked_;
+          } else {
+            rec_.Error("ack outcome " + std::to_string(o.outcome()));
+          }
+        }
+        if (resp_.messages_size() > 0 && !stopping_) {
+          v1::SubscribeRequest& acks = queue_.emplace_back();
+          for (const auto& m : resp_.messages()) {
+            if (on_message_) on_message_(m, now);
+            acks.add_ack(m.receipt());
+          }
+          ack_sent_.push_back(now);
+          WriteNextLocked();
+        }
+      }
+      StartRead(&resp_);
+    }
+
+    void OnDone(const grpc::Status& s) override {
+      if (!s.ok()) rec_.Error("subscribe stream " + CodeName(s));
+      tracker_.ChainDone();
+    }
+
+   private:
+    void WriteNextLocked() {
+      if (writing_) return;
+      if (!queue_.empty()) {
+        writing_ = true;
+        StartWrite(&queue_.front());
+      } else if (stopping_ && !writes_done_) {
+        writes_done_ = true;
+        StartWritesDone();
+      }
+    }
+
+    const Config& c_;
+    Recorder& rec_;
+    Tracker& tracker_;
+    std::atomic<uint64_t>& acked_;
+    OnMessage on_message_;
+    grpc::ClientContext ctx_;
+    std::mutex mu_;
+    std::deque<v1::SubscribeRequest> queue_;  // to write; the front one is being written
+    std::deque<int64_t> ack_sent_;            // when each ack request was queued
+    v1::SubscribeResponse resp_;
+    bool writing_ = false, writes_done_ = false, stopping_ = false;
+  };
+
+  // --consumers Subscribe streams of credit --max-outstanding each, acking on the stream, until
+  // `want` messages are acked or the budget's time is up.
+  Result Subscribe(uint64_t want, int64_t duration_ms) {
+    Result r;
+    r.name = "subscribe";
+    Recorder rec;
+    std::atomic<uint64_t> acked{0};
+    Tracker tracker(c_.consumers);
+    std::vector<std::unique_ptr<Subscriber>> subs;
+    for (int i = 0; i < c_.consumers; ++i) {
+      subs.push_back(std::make_unique<Subscriber>(c_, rec, tracker, acked, nullptr));
+    }
+    double cpu0 = ClientCpu(), scpu0 = ProcessCpu(c_.server_pid);
+    auto start = Clock::now();
+    auto deadline = start + std::chrono::milliseconds(duration_ms);
+    for (int i = 0; i < c_.consumers; ++i) subs[i]->Begin(stubs_[i % stubs_.size()].get());
+    while (acked.load() < want && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.server_cpu = ProcessCpu(c_.server_pid) - scpu0;
+    r.messages = acked.load();
+    r.calls = r.messages;  // one ack each; the ceiling compares calls with calls
+    for (auto& sub : subs) sub->Stop();
+    tracker.Wait(acked, r.name.c_str());
+    rec.Into(&r);
+    return r;
+  }
+
+  // e2e over streams: the open-loop sender of EndToEnd writes one message per request on
+  // --producers Publish streams (no waiting for answers), and --consumers Subscribe streams
+  // receive and ack on the stream. Latency = delivery on a Subscribe stream - scheduled time.
+  Result EndToEndStreams() {
+    Result r;
+    r.name = "e2e-stream";
+    Recorder rec;
+    std::atomic<uint64_t> received{0}, acked{0};
+    uint64_t total =
+        c_.messages > 0 ? c_.messages : static_cast<uint64_t>(c_.rate * c_.duration_ms / 1000.0);
+    Tracker sub_tracker(c_.consumers), pub_tracker(c_.producers);
+    std::vector<std::unique_ptr<Subscriber>> subs;
+    for (int i = 0; i < c_.consumers; ++i) {
+      subs.push_back(std::make_unique<Subscriber>(
+          c_, rec, sub_tracker, acked, [&](const v1::LeasedMessage& m, int64_t now) {
+            int64_t scheduled = 0;
+            std::memcpy(&scheduled, m.payload().data(), sizeof scheduled);
+            rec.Latency("e2e", now - scheduled);
+            ++received;
+          }));
+    }
+    // A Publish stream the sender thread hands requests to.
+    class Publisher final
+        : public grpc::ClientBidiReactor<v1::PublishRequest, v1::PublishResponse> {
+     public:
+      Publisher(const Config& c, Recorder& rec, Tracker& tracker)
+          : c_(c), rec_(rec), tracker_(tracker) {}
+      void Begin(v1::QueueService::Stub* stub) {
+        stub->async()->Publish(&ctx_, this);
+        StartRead(&resp_);
+        StartCall();
+      }
+      void Send(int64_t scheduled, uint64_t k) {
+        std::lock_guard<std::mutex> lock(mu_);
+        v1::PublishRequest& req = queue_.emplace_back();
+        if (next_seq_ == 0) req.set_queue(c_.queue);
+        req.set_sequence(next_seq_++);
+        std::string payload = Payload(std::max<int>(c_.payload_bytes, 8), k);
+        std::memcpy(payload.data(), &scheduled, sizeof scheduled);
+        req.add_messages()->set_payload(std::move(payload));
+        sent_at_.push_back(NowNs());
+        WriteNextLocked();
+      }
+      void Close() {
+        std::lock_guard<std::mutex> lock(mu_);
+        closing_ = true;
+        WriteNextLocked();
+      }
+      void OnWriteDone(bool ok) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.pop_front();
+        writing_ = false;
+        if (ok) WriteNextLocked();
+      }
+      void OnReadDone(bool ok) override {
+        if (!ok) return;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (!sent_at_.empty()) {
+            rec_.Latency("publish", NowNs() - sent_at_.front());
+            sent_at_.pop_front();
+          }
+          if (resp_.code() != 0) rec_.Error("publish code " + std::to_string(resp_.code()));
+        }
+        StartRead(&resp_);
+      }
+      void OnDone(const grpc::Status& s) override {
+        if (!s.ok()) rec_.Error("publish stream " + CodeName(s));
+        tracker_.ChainDone();
+      }
+
+     private:
+      void WriteNextLocked() {
+        if (writing_) return;
+        if (!queue_.empty()) {
+          writing_ = true;
+          StartWrite(&queue_.front());
+        } else if (closing_ && !writes_done_) {
+          writes_done_ = true;
+          StartWritesDone();
+        }
+      }
+      const Config& c_;
+      Recorder& rec_;
+      Tracker& tracker_;
+      grpc::ClientContext ctx_;
+      std::mutex mu_;
+      std::deque<v1::PublishRequest> queue_;
+      std::deque<int64_t> sent_at_;
+      v1::PublishResponse resp_;
+      uint64_t next_seq_ = 0;
+      bool writing_ = false, writes_done_ = false, closing_ = false;
+    };
+    std::vector<std::unique_ptr<Publisher>> pubs;
+    for (int i = 0; i < c_.producers; ++i) {
+      pubs.push_back(std::make_unique<Publisher>(c_, rec, pub_tracker));
+    }
+    double cpu0 = ClientCpu(), scpu0 = ProcessCpu(c_.server_pid);
+    auto start = Clock::now();
+    for (int i = 0; i < c_.consumers; ++i) subs[i]->Begin(stubs_[i % stubs_.size()].get());
+    for (int i = 0; i < c_.producers; ++i) pubs[i]->Begin(stubs_[i % stubs_.size()].get());
+    auto t0 = Clock::now();
+    for (uint64_t k = 0; k < total; ++k) {
+      auto due = t0 + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * k / c_.rate));
+      std::this_thread::sleep_until(due);
+      pubs[k % pubs.size()]->Send(due.time_since_epoch().count(), k);
+    }
+    for (auto& p : pubs) p->Close();
+    pub_tracker.Wait(received, "e2e-stream publish");
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (received.load() < total && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.client_cpu = ClientCpu() - cpu0;
+    r.server_cpu = ProcessCpu(c_.server_pid) - scpu0;
+    r.messages = received.load();
+    r.calls = total + acked.load();
+    for (auto& sub : subs) sub->Stop();
+    sub_tracker.Wait(received, r.name.c_str());
+    rec.Into(&r);
+    if (r.messages < total) {
+      rec.Error("not delivered within 5 s of the last send");
+      r.errors["not delivered within 5 s of the last send"] += total - r.messages;
+    }
+    return r;
+  }
+
  private:
   template <typename Slot, typename Issue, typename Finish>
   Result Run(Result& r, int chains, std::vector<std::unique_ptr<Slot>>& slots, Issue& issue,
@@ -945,12 +1202,16 @@ int Main(int argc, char** argv) {
       "  spool-bench --workload produce --producers 4 --batch 100\n"
       "  spool-bench --workload consume --consumers 4 --batch 100 --messages 500000\n"
       "  spool-bench --workload publish --producers 4 --inflight 64 --batch 1\n"
+      "  spool-bench --workload subscribe --consumers 4 --max-outstanding 1\n"
       "  spool-bench --workload e2e --rate 1000 --consumers 4 --duration 20s\n"
+      "  spool-bench --workload e2e-stream --rate 1000 --producers 1 --consumers 4\n"
       "  spool-bench --engine-dir /tmp/bench --producers 4 --batch 100");
   app.add_option("--server", c.server, "spoold's HOST:PORT")->capture_default_str();
   app.add_option("--queue", c.queue, "Queue to use (created if missing)")->capture_default_str();
-  app.add_option("--workload", c.workload, "produce, publish, consume, e2e, mixed or noop")
-      ->check(CLI::IsMember({"produce", "publish", "consume", "e2e", "mixed", "noop"}))
+  app.add_option("--workload", c.workload,
+                 "produce, publish, consume, subscribe, e2e, e2e-stream, mixed or noop")
+      ->check(CLI::IsMember(
+          {"produce", "publish", "consume", "subscribe", "e2e", "e2e-stream", "mixed", "noop"}))
       ->capture_default_str();
   app.add_option("--producers", c.producers, "Producer workers")->check(CLI::Range(1, 256));
   app.add_option("--consumers", c.consumers, "Consumer workers")->check(CLI::Range(1, 256));
@@ -972,6 +1233,9 @@ int Main(int argc, char** argv) {
         c.duration_ms = *ms;
       },
       "Stop after this long (default 10s)");
+  app.add_option("--max-outstanding", c.max_outstanding,
+                 "subscribe, e2e-stream: each Subscribe stream's credit")
+      ->check(CLI::Range(1, 10000));
   app.add_option("--rate", c.rate, "e2e: messages per second, scheduled")
       ->check(CLI::PositiveNumber);
   app.add_flag("--json", c.json, "One JSON document on stdout");
@@ -1004,7 +1268,10 @@ int Main(int argc, char** argv) {
   // noop calls only the health service: it needs no queue (and may run against any gRPC server
   // with one, such as spool-reply-paths).
   if (c.workload != "noop" && !bench.EnsureQueue()) return 1;
-  int workers = c.workload == "consume" || c.workload == "e2e" ? c.consumers : c.producers;
+  int workers = c.workload == "consume" || c.workload == "e2e" || c.workload == "subscribe" ||
+                        c.workload == "e2e-stream"
+                    ? c.consumers
+                    : c.producers;
   if (c.baseline || c.workload == "noop") results.push_back(bench.Noop(workers));
   if (!c.rocksdb_dir.empty()) results.push_back(RawRocksDb(c, c.rocksdb_dir));
   if (!c.fsync_dir.empty()) {
@@ -1041,8 +1308,23 @@ int Main(int argc, char** argv) {
     results.push_back(bench.Produce(produce_budget, "mixed-produce"));
     consumer.join();
     results.push_back(std::move(consumed));
+  } else if (c.workload == "subscribe") {
+    uint64_t want = c.messages > 0 ? c.messages : 200'000;
+    uint64_t have = bench.Depth();
+    if (have < want) {
+      Config fill = c;
+      fill.batch = 1000;
+      fill.producers = 2;
+      fill.inflight = 2;
+      GrpcBench filler(fill);
+      Budget budget(want - have, 600'000);
+      filler.Produce(budget, "prefill");
+    }
+    results.push_back(bench.Subscribe(want, c.duration_ms));
   } else if (c.workload == "e2e") {
     results.push_back(bench.EndToEnd());
+  } else if (c.workload == "e2e-stream") {
+    results.push_back(bench.EndToEndStreams());
   }
   Print(c, results);
   return 0;

@@ -2,11 +2,14 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -724,6 +727,108 @@ int Ctl::DeleteMessage(const std::string& name, const std::string& id) {
     PrintJson(resp);
   } else {
     io_.out << "message " << id << " deleted from \"" << name << "\"\n";
+  }
+  return 0;
+}
+
+int Ctl::Tail(const std::string& name, const TailFlags& flags) {
+  const Flags field_flags = {{"max_outstanding", "--max-outstanding"},
+                             {"visibility_timeout", "--visibility-timeout"}};
+  g_interrupted = 0;
+  // The first Ctrl-C ends the stream cleanly; a second one, if spoold does not answer, exits.
+  auto on_signal = [](int) {
+    if (g_interrupted) _exit(130);
+    g_interrupted = 1;
+  };
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  grpc::ClientContext ctx;  // no deadline: a tail runs until told to stop
+  if (!global_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + global_.token);
+  auto stream = stub_->Subscribe(&ctx);
+  v1::SubscribeRequest first;
+  first.set_queue(name);
+  first.set_max_outstanding(flags.max_outstanding);
+  if (flags.visibility_ms) *first.mutable_visibility_timeout() = FromMs(*flags.visibility_ms);
+  stream->Write(first);  // a failure shows in Read and Finish
+
+  // Writes come from this thread (acks) and from the stopper (WritesDone), never at once.
+  std::mutex write_mu;
+  bool closed = false;
+  auto close = [&]() {
+    std::lock_guard<std::mutex> lock(write_mu);
+    if (!closed) stream->WritesDone();
+    closed = true;
+  };
+  std::atomic<bool> done{false};
+  auto stop_at = flags.for_ms > 0
+                     ? std::chrono::steady_clock::now() + std::chrono::milliseconds(flags.for_ms)
+                     : std::chrono::steady_clock::time_point::max();
+  std::thread stopper([&]() {
+    while (!done && !g_interrupted && std::chrono::steady_clock::now() < stop_at) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!done) close();  // the server answers the acks it has, releases the rest, ends OK
+  });
+
+  google::protobuf::util::JsonPrintOptions one_line;
+  one_line.preserve_proto_field_names = true;
+  uint64_t printed = 0, acked = 0, lost = 0;
+  v1::SubscribeResponse resp;
+  while (stream->Read(&resp)) {
+    for (const auto& o : resp.ack_results()) {
+      if (o.outcome() == v1::OUTCOME_OK) {
+        ++acked;
+      } else {
+        ++lost;
+      }
+    }
+    v1::SubscribeRequest acks;
+    for (const auto& m : resp.messages()) {
+      {
+        std::lock_guard<std::mutex> lock(write_mu);
+        if (closed) break;  // not printed: the server releases it
+      }
+      if (global_.json) {
+        std::string json;
+        (void)google::protobuf::util::MessageToJsonString(m, &json, one_line);
+        io_.out << json << "\n";
+      } else {
+        io_.out << m.message_id() << "  " << m.delivery_count() << "  " << Preview(m.payload(), 200)
+                << "\n";
+      }
+      io_.out.flush();
+      ++printed;
+      if (flags.ack) acks.add_ack(m.receipt());
+      if (flags.max > 0 && printed >= flags.max) {
+        if (acks.ack_size() > 0) {
+          std::lock_guard<std::mutex> lock(write_mu);
+          stream->Write(acks);
+          acks.clear_ack();
+        }
+        close();
+        break;
+      }
+    }
+    if (acks.ack_size() > 0) {
+      std::lock_guard<std::mutex> lock(write_mu);
+      if (!closed) stream->Write(acks);
+    }
+  }
+  done = true;
+  stopper.join();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  grpc::Status s = stream->Finish();
+  if (!s.ok()) return Fail(s, field_flags);
+  io_.err << "spoolctl: " << Plural(printed, "message") << " from \"" << name << "\"";
+  if (flags.ack) {
+    io_.err << ", " << acked << " acked";
+  } else {
+    io_.err << ", released";
+  }
+  io_.err << "\n";
+  if (lost > 0) {
+    return Fail(Plural(lost, "ack") + " came too late: the lease had ended (lease lost)");
   }
   return 0;
 }

@@ -55,6 +55,14 @@ struct SendFlags {
   bool lines = false;
 };
 
+struct TailFlags {
+  bool ack = false;                // ack each message once printed; else release all at the end
+  uint32_t max_outstanding = 100;  // delivered and not yet settled at once
+  std::optional<int64_t> visibility_ms;
+  uint64_t max = 0;    // stop after this many messages (0: no limit)
+  int64_t for_ms = 0;  // stop after this long (0: until interrupted)
+};
+
 struct Io {
   std::ostream& out;
   std::ostream& err;
@@ -85,6 +93,8 @@ class Ctl {
   // Moves up to max (0: all) messages, batch by batch, at most rate per second (0: no limit).
   int Redrive(const std::string& from, const std::string& to, uint64_t max, double rate);
   int DeleteMessage(const std::string& name, const std::string& id);
+  // Subscribes and prints each message as it is pushed, until interrupted, --max or --for.
+  int Tail(const std::string& name, const TailFlags& flags);
   // Refreshes every interval until interrupted, or after iterations frames when > 0.
   int Watch(const std::vector<std::string>& names, int64_t interval_ms, int iterations);
   int Health();

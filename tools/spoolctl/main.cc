@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
   bool yes = false;
   spool::ctl::PeekFlags peek;
   spool::ctl::SendFlags send;
+  spool::ctl::TailFlags tail;
   uint32_t max = 1;
   uint64_t redrive_max = 0;
   double rate = 0;
@@ -162,6 +163,25 @@ int main(int argc, char** argv) {
   DurationFlag(lease, "--visibility-timeout", visibility, "Lease length (default: the queue's)");
   DurationFlag(lease, "--wait", wait, "Wait up to this long for a message (0..60s)");
   lease->footer("Example:\n  spoolctl lease orders --max 10 --visibility-timeout 5m --wait 20s");
+
+  auto* tailc = app.add_subcommand("tail", "Print messages as they arrive (a Subscribe stream)");
+  tailc->add_option("NAME", name, "Queue name")->required();
+  tailc->add_flag("--ack", tail.ack,
+                  "Ack each message once printed (without it, all are released at the end)");
+  tailc
+      ->add_option("--max-outstanding", tail.max_outstanding,
+                   "At most this many delivered and not yet acked (1..10000)")
+      ->capture_default_str();
+  DurationFlag(tailc, "--visibility-timeout", tail.visibility_ms,
+               "Lease length, renewed while tail runs (default: the queue's)");
+  tailc->add_option("--max", tail.max, "Stop after this many messages (default: no limit)");
+  DurationFlag(tailc, "--for", tail.for_ms, "Stop after this long (default: at Ctrl-C)");
+  tailc->footer(
+      "Without --ack, tail leases up to --max-outstanding messages and gives them back when it\n"
+      "stops (their delivery counts go up); peek looks without leasing.\n"
+      "Examples:\n  spoolctl tail orders\n"
+      "  spoolctl tail orders --ack --max 10  (consume ten)\n"
+      "  spoolctl --output json tail orders --for 30s");
 
   auto* ack = app.add_subcommand("ack", "Acknowledge (delete) leased messages");
   ack->add_option("NAME", name, "Queue name")->required();
@@ -242,6 +262,7 @@ int main(int argc, char** argv) {
   if (peekc->parsed()) return ctl.Peek(name, peek);
   if (sendc->parsed()) return ctl.Send(name, send);
   if (lease->parsed()) return ctl.Lease(name, max, visibility, wait);
+  if (tailc->parsed()) return ctl.Tail(name, tail);
   if (ack->parsed()) return ctl.Ack(name, receipts);
   if (nack->parsed()) return ctl.Nack(name, receipts, delay);
   if (extend->parsed()) return ctl.Extend(name, receipts, extend_visibility);
