@@ -335,10 +335,11 @@ void EngineImpl::Close() {
       q->subscriptions.clear();
       q->waiters.clear();
       if (!released.empty() && pipeline_) {
+        uint64_t queue_id = q->id;  // clang 14 cannot capture a structured binding
         pipeline_->Submit(
             [&](CommitPipeline::Group& g) {
               for (auto& [seq, state] : released) {
-                g.batch().Put(state_cf_, MessageKey(id, seq), state);
+                g.batch().Put(state_cf_, MessageKey(queue_id, seq), state);
               }
             },
             [](const absl::Status&) {});
