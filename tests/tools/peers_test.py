@@ -42,6 +42,20 @@ class PeersTest(unittest.TestCase):
                     self.assertGreater(results[0]["consume"], 0, system)
                 self.assertGreater(runs["spool"][0]["noop_calls"], 0)
 
+    def test_spool_over_streams(self):
+        # Publish and Subscribe in Spool's turns; its end-state check (every message stored,
+        # each acked once, none left) runs after the consume phase as in the unary shape.
+        out = subprocess.run(["/usr/bin/python3", PEERS, "--runs", "1", "--only", "spool",
+                              "--messages", "800", "--batch", "1", "--inflight", "4",
+                              "--publish", "--subscribe", "--max-seconds", "60",
+                              "--require-all", "--json"],
+                             capture_output=True, text=True, timeout=240)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        runs = json.loads(out.stdout)
+        self.assertEqual(sorted(runs), ["spool"])
+        self.assertGreater(runs["spool"][0]["produce"], 0)
+        self.assertGreater(runs["spool"][0]["consume"], 0)
+
     def test_checks_refuse_a_wrong_count(self):
         payload = peers.text_payload(256)
         for name, cls in peers.SYSTEMS.items():

@@ -57,6 +57,7 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 CONNECTIONS = 4  # --connections
 INFLIGHT = 1  # --inflight: batches in flight per connection (Spool and Redis)
 PUBLISH = False  # --publish: Spool produces over Publish streams instead of unary Enqueue
+SUBSCRIBE = False  # --subscribe: Spool consumes over Subscribe streams instead of unary Lease
 
 
 def free_port():
@@ -116,10 +117,10 @@ class Spool:
         with open(port_file) as f:
             self.address = "127.0.0.1:" + f.read().strip()
 
-    def bench(self, workload, workers_flag, messages, batch, limit):
+    def bench(self, workload, workers_flag, messages, batch, limit, *extra):
         out = run([os.path.join(BIN, "spool-bench"), "--server", self.address, "--queue", "bench",
                    "--workload", workload, workers_flag, str(CONNECTIONS), "--batch", str(batch),
-                   "--inflight", str(INFLIGHT),
+                   "--inflight", str(INFLIGHT), *extra,
                    "--payload-bytes", str(self.payload_bytes), "--messages", str(messages),
                    "--duration", f"{int(limit)}s", "--no-baseline", "--json"], limit + 30)
         p = json.loads(out)["phases"][0]
@@ -141,6 +142,10 @@ class Spool:
         return json.loads(out)["phases"][0]["calls_per_second"]
 
     def consume(self, messages, batch, limit):
+        if SUBSCRIBE:
+            # As many unacked on each stream as Redis has in flight per connection.
+            return self.bench("subscribe", "--consumers", messages, batch, limit,
+                              "--max-outstanding", str(batch * INFLIGHT))
         return self.bench("consume", "--consumers", messages, batch, limit)
 
     def check(self, stored, consumed):
@@ -343,7 +348,7 @@ def summary(values, fmt="{:,.0f}"):
 
 
 def main():
-    global CONNECTIONS, INFLIGHT, PUBLISH
+    global CONNECTIONS, INFLIGHT, PUBLISH, SUBSCRIBE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--runs", type=int, default=3)
@@ -358,6 +363,9 @@ def main():
                              "keeps one")
     parser.add_argument("--publish", action="store_true",
                         help="Spool produces over Publish streams (one per connection)")
+    parser.add_argument("--subscribe", action="store_true",
+                        help="Spool consumes over Subscribe streams (one per connection, "
+                             "max_outstanding batch x inflight, each message acked on its stream)")
     parser.add_argument("--payload-bytes", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=300,
                         help="a phase that takes longer fails the run")
@@ -372,7 +380,8 @@ def main():
                      f"{args.batch * args.connections} (batch x connections)")
     if not 1 <= args.inflight <= 1000:
         parser.error("--inflight must be 1 to 1000")
-    CONNECTIONS, INFLIGHT, PUBLISH = args.connections, args.inflight, args.publish
+    CONNECTIONS, INFLIGHT, PUBLISH, SUBSCRIBE = (args.connections, args.inflight, args.publish,
+                                                 args.subscribe)
 
     systems = []
     for system in args.only:
@@ -391,7 +400,8 @@ def main():
         print(json.dumps(runs, indent=1))
         return
     spool_produce = "Publish streams" if PUBLISH else "unary Enqueue"
-    print(f"\nSpool produces with {spool_produce}. "
+    spool_consume = "Subscribe streams" if SUBSCRIBE else "unary Lease + Ack"
+    print(f"\nSpool produces with {spool_produce} and consumes with {spool_consume}. "
           f"{CONNECTIONS} connections, each with {INFLIGHT} batch(es) of {args.batch} in flight, "
           f"{args.payload_bytes} B payloads, {args.messages:,} messages a run. Median of "
           f"{args.runs} (min–max); Spool's ratio to each peer is taken run by run.\n")
