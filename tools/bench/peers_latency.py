@@ -19,7 +19,9 @@ scheduled send time (CLOCK_MONOTONIC, shared by the processes).
   append-only file and fsyncs it before replying, as Spool fsyncs the lease.
 
 Each run also measures Spool with spool-bench's C++ client (target 4's own command), so the
-harness's share shows, and the disk alone: one message's bytes appended and fdatasync'd at the
+harness's share shows; the same load over streams with spool-bench (one Publish stream, 4
+Subscribe streams with max_outstanding 1, acks on the stream: issue 21's target 3); and the
+disk alone: one message's bytes appended and fdatasync'd at the
 same rate, timed from the scheduled time (the floor under any durable enqueue here; its server
 CPU column is 0). Servers are started fresh on 127.0.0.1 by tools/bench/peers.py's
 classes and stopped at the end of each run.
@@ -180,6 +182,21 @@ def spool_bench_e2e(server, tmp, args):
         lat = phase["latency_us"][kind]
         results[name] = {k: lat[k] / 1000 for k in ("p50", "p99", "p999", "max")}
         results[name]["server_cpu_us"] = 1e6 * phase["server_cpu_seconds"] / phase["messages"]
+    # The same load over streams (issue 21's target 3): one Publish stream sends, 4 Subscribe
+    # streams with one message outstanding each receive and ack on the stream.
+    out = peers.run([os.path.join(peers.BIN, "spool-bench"), "--server", server.address,
+                     "--queue", "e2e-stream", "--workload", "e2e-stream", "--rate",
+                     str(int(args.rate)), "--producers", "1", "--consumers", "4",
+                     "--max-outstanding", "1", "--payload-bytes", str(args.payload_bytes),
+                     "--duration", f"{int(args.seconds)}s", "--server-pid",
+                     str(server.proc.pid), "--no-baseline", "--json"], 2 * args.seconds + 120)
+    phase = {p["name"]: p for p in json.loads(out)["phases"]}["e2e-stream"]
+    if phase["errors"]:
+        raise RuntimeError(f"spool-bench e2e-stream: {phase['errors']} errors")
+    lat = phase["latency_us"]["e2e"]
+    results["spool-bench-streams"] = {k: lat[k] / 1000 for k in ("p50", "p99", "p999", "max")}
+    results["spool-bench-streams"]["server_cpu_us"] = (
+        1e6 * phase["server_cpu_seconds"] / phase["messages"])
     return results
 
 
@@ -207,6 +224,7 @@ def one_run(system, args):
 
 NAMES = {"spool": "Spool, Python client", "redis": "Redis 7.0 streams, Python client",
          "spool-bench": "Spool, spool-bench (C++ client)",
+         "spool-bench-streams": "Spool over Publish + Subscribe, spool-bench (C++ client)",
          "disk": "the disk alone: write + fdatasync at the same rate (spool-bench --fsync-dir)"}
 
 
