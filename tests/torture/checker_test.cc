@@ -80,6 +80,19 @@ class HistoryBuilder {
     r->set_outcome(result);
     return *this;
   }
+  // Deliveries pushed on Subscribe stream `stream`, opened at t_open and read at t_read.
+  HistoryBuilder& Pushed(uint64_t stream, int64_t t_open, int64_t t_read, int64_t vt_ms,
+                         int64_t max_lease_ms, std::vector<D> got) {
+    Lease(t_open, t_read, vt_ms, std::move(got));
+    events_.back().set_stream(stream);
+    events_.back().set_max_lease_ms(max_lease_ms);
+    return *this;
+  }
+  // The client began to end the stream (or saw it break) at t0; its status came at t1.
+  HistoryBuilder& StreamEnd(uint64_t stream, int64_t t0, int64_t t1) {
+    Add("stream_end", t0, t1).set_stream(stream);
+    return *this;
+  }
   HistoryBuilder& Crash(int64_t t0, int64_t t1) {
     Add("crash", t0, t1);
     return *this;
@@ -199,6 +212,33 @@ TEST(CheckerTest, S4OverlappingLeases) {
       .Use("extend", 100, 101, {"a", 1}, "", 1000)
       .Lease(1100, 1101, 1000, {{"a", 2}});
   EXPECT_EQ(shortened.Rules(), Rules{});
+}
+
+// A pushed delivery is renewed while its stream lives: another delivery before the stream's
+// end is an overlap, whatever the visibility timeout; after the end, a crash or
+// max_lease_duration it is not.
+TEST(CheckerTest, S4StreamLeasesLastWhileTheStreamLives) {
+  HistoryBuilder open;
+  open.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  open.Lease(3000, 3001, 1000, {{"a", 2}}).StreamEnd(1, 5000, 5001);
+  EXPECT_EQ(open.Rules(), Rules{"S4"}) << "renewal should have held it until 5000";
+  HistoryBuilder ended;
+  ended.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  ended.StreamEnd(1, 2000, 2001).Lease(3000, 3001, 1000, {{"a", 2}});
+  EXPECT_EQ(ended.Rules(), Rules{});
+  HistoryBuilder capped;
+  capped.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 1500, {{"a", 1}});
+  capped.Lease(1600, 1601, 1000, {{"a", 2}}).StreamEnd(1, 5000, 5001);
+  EXPECT_EQ(capped.Rules(), Rules{}) << "max_lease_duration ended the lease at 1505";
+  HistoryBuilder crashed;
+  crashed.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  crashed.Crash(1200, 1201).Start(1300).StreamEnd(1, 1202, 1203);
+  crashed.Lease(2500, 2501, 1000, {{"a", 2}});
+  EXPECT_EQ(crashed.Rules(), Rules{});
+  HistoryBuilder too_soon;
+  too_soon.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  too_soon.Lease(500, 501, 1000, {{"a", 2}}).StreamEnd(1, 5000, 5001);
+  EXPECT_EQ(too_soon.Rules(), Rules{"S4"}) << "inside even the first visibility timeout";
 }
 
 TEST(CheckerTest, S5DeliveredAfterAck) {
@@ -360,6 +400,21 @@ TEST(CheckerTest, L1UnackedMessageMustComeBack) {
       .Lease(3000, 3001, 1000, {{"a", 2}});
   restarted.Use("ack", 3010, 3011, {"a", 2}, "OK").DrainEnd(3100);
   EXPECT_EQ(restarted.Rules(), Rules{});
+}
+
+// A message a stream still held when it ended comes back within a visibility timeout of the
+// end (released at once when spoold lived through it, at the stored deadline when not).
+TEST(CheckerTest, L1StreamDeliveryComesBackAfterItsStreamEnds) {
+  HistoryBuilder late;
+  late.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  late.StreamEnd(1, 4000, 4001).LoadStop(4100).Lease(7000, 7001, 1000, {{"a", 2}});
+  late.Use("ack", 7010, 7011, {"a", 2}, "OK").DrainEnd(7100);
+  EXPECT_EQ(late.Rules(), Rules{"L1"}) << "due by 4001 + 1000 + 1000";
+  HistoryBuilder in_time;
+  in_time.Enqueue("a", 0).Pushed(1, 5, 10, 1000, 60'000, {{"a", 1}});
+  in_time.StreamEnd(1, 4000, 4001).LoadStop(4100).Lease(5500, 5501, 1000, {{"a", 2}});
+  in_time.Use("ack", 5510, 5511, {"a", 2}, "OK").DrainEnd(5600);
+  EXPECT_EQ(in_time.Rules(), Rules{}) << "renewal held it until the stream ended";
 }
 
 // A Lease whose reply was lost in a crash can take the message as its lease ends; the message

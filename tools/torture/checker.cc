@@ -30,6 +30,8 @@ struct Deliv {
   int64_t invoke() const { return lease->invoke_us(); }
   int64_t complete() const { return lease->complete_us(); }
   int64_t vt_us() const { return lease->visibility_ms() * 1000; }
+  uint64_t stream() const { return lease->stream(); }
+  int64_t max_lease_us() const { return lease->max_lease_ms() * 1000; }
 };
 
 // One receipt used in an Ack/Nack/Extend (or given up), as the checker sees it.
@@ -100,6 +102,8 @@ class Checker {
         load_stops_.push_back(&e);
       } else if (t == "drain_end") {
         drained_ = true;
+      } else if (t == "stream_end") {
+        stream_ends_[e.stream()] = &e;
       }
     }
     for (const Event& e : h_) {
@@ -126,6 +130,7 @@ class Checker {
         if (outcome != kOk) continue;
         for (const Delivery& d : e.deliveries()) {
           ++r_.deliveries;
+          if (e.stream() != 0) ++r_.stream_deliveries;
           if (e.queue() == dlq_ && !dlq_.empty()) ++r_.dead_letter_deliveries;
           if (d.uid().empty() || !d.intact()) {
             Add("S2", "a delivery from " + e.queue() + " (id " + d.message_id() +
@@ -182,6 +187,12 @@ class Checker {
   // OK replaces the bound, one whose outcome is unknown may have.
   int64_t ValidUntil(const std::string& queue, const std::string& uid, const Deliv& d) const {
     int64_t until = d.invoke() + d.vt_us();
+    if (d.stream() != 0) {
+      // Renewed while its stream lives: at least until the client began to end the stream (or
+      // saw it break), spoold crashed, or max_lease_duration ran out, whichever came first.
+      until = std::max(until, std::min({StreamEnd(d).first, NextCrash(d.invoke()),
+                                        d.invoke() + d.max_lease_us()}));
+    }
     for (const Use& u : UsesOf(queue, uid, d.count)) {
       if (u.call->type() != "extend") continue;
       int64_t extended = u.call->invoke_us() + u.call->visibility_ms() * 1000;
@@ -334,6 +345,11 @@ class Checker {
                                            const Deliv& d) const {
     int64_t lo = ValidUntil(queue, uid, d);
     int64_t hi = d.complete() + d.vt_us();
+    if (d.stream() != 0) {
+      // The last renewal came before the stream ended and reached no further than
+      // max_lease_duration after delivery; a stream end that spoold lived through released it.
+      hi = std::max(hi, std::min(StreamEnd(d).second + d.vt_us(), d.complete() + d.max_lease_us()));
+    }
     for (const Use& u : UsesOf(queue, uid, d.count)) {
       const Event& c = *u.call;
       if (c.type() == "extend" && u.maybe()) {
@@ -344,6 +360,23 @@ class Checker {
       }
     }
     return {lo, hi};
+  }
+
+  // When the client began to end d's stream (or saw it break), and when its status arrived;
+  // a stream without a recorded end counts as never ending.
+  std::pair<int64_t, int64_t> StreamEnd(const Deliv& d) const {
+    auto it = stream_ends_.find(d.stream());
+    if (it == stream_ends_.end()) return {INT64_MAX / 4, INT64_MAX / 4};
+    return {it->second->invoke_us(), it->second->complete_us()};
+  }
+
+  // The first crash sent after t.
+  int64_t NextCrash(int64_t t) const {
+    int64_t next = INT64_MAX / 4;
+    for (const Event* c : crashes_) {
+      if (c->invoke_us() > t) next = std::min(next, c->invoke_us());
+    }
+    return next;
   }
 
   bool Acked(const std::string& queue, const std::string& uid, const Deliv& d) const {
@@ -521,6 +554,7 @@ class Checker {
   std::map<MsgKey, std::vector<Deliv>> deliveries_;
   std::map<RcptKey, std::vector<Use>> uses_;
   std::map<std::string, std::vector<const Event*>> unknown_leases_;
+  std::map<uint64_t, const Event*> stream_ends_;
 };
 
 }  // namespace
@@ -549,7 +583,8 @@ std::string Report::Format(size_t per_rule) const {
   }
   out << "enqueued: " << enqueued_ok << " ok, " << enqueued_failed << " failed, "
       << enqueued_unknown << " unknown; deliveries: " << deliveries << " ("
-      << dead_letter_deliveries << " from the dead-letter queue); crashes: " << crashes
+      << dead_letter_deliveries << " from the dead-letter queue, " << stream_deliveries
+      << " pushed on Subscribe streams); crashes: " << crashes
       << "; unknown calls made while spoold was down (counted as failed): " << unknown_made_failed
       << "\n";
   out << "redeliveries by cause:";

@@ -18,6 +18,11 @@
 //       delivery seen skips a count, a Lease whose reply was lost may have held it until that
 //       call's end plus its visibility timeout, plus 1 s
 //   L2  after each restart, the first lease on a queue with ready messages succeeds within 1 s
+// Subscribe streams: a pushed delivery is a lease taken at the earliest when its stream opened
+// and renewed by the server until the stream ends, spoold crashes or its max_lease_duration
+// runs out (S4 holds it to that); once the stream ended it is visible again within one
+// visibility timeout (L1). Pushes lost in flight are an unknown lease over the stream's life,
+// and what a stream held at its end a nack (delay 0) of unknown outcome.
 // A call whose outcome is unknown may or may not have happened; the checker allows both, but
 // a call made entirely while spoold was down (between a crash and the next start) cannot have
 // happened and counts as failed.
@@ -48,7 +53,7 @@ struct Report {
   std::vector<Violation> violations;
   // Figures.
   int64_t enqueued_ok = 0, enqueued_failed = 0, enqueued_unknown = 0;
-  int64_t deliveries = 0, dead_letter_deliveries = 0, crashes = 0;
+  int64_t deliveries = 0, dead_letter_deliveries = 0, stream_deliveries = 0, crashes = 0;
   int64_t unknown_made_failed = 0;  // unknown calls made while spoold was down
   std::map<std::string, int64_t> redeliveries_by_cause;
   std::map<std::string, int64_t> redelivery_delay_ms;  // histogram bucket -> count
