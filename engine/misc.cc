@@ -65,14 +65,15 @@ absl::StatusOr<Mutation> ParseMutation(std::string_view name) {
       {"no-persist-leases", Mutation::kNoPersistLeases},
       {"dead-letter-early", Mutation::kDeadLetterEarly},
       {"nack-ignores-delay", Mutation::kNackIgnoresDelay},
+      {"no-renewal", Mutation::kNoRenewal},
   };
+  std::string known;
   for (auto [n, m] : kNames) {
     if (n == name) return m;
+    known += Cat(known.empty() ? "" : ", ", n);
   }
   return absl::InvalidArgumentError(
-      Cat("test mutation: unknown \"", name,
-          "\" (known: reply-before-fsync, lease-ignores-deadline, stale-receipts, "
-          "no-persist-leases, dead-letter-early, nack-ignores-delay)"));
+      Cat("test mutation: unknown \"", name, "\" (known: ", known, ")"));
 }
 
 namespace internal {

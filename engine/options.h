@@ -34,10 +34,11 @@ enum class Mutation {
   kNoPersistLeases,       // leases live only in memory: a restart forgets them
   kDeadLetterEarly,       // dead-letter after max_deliveries - 1 deliveries
   kNackIgnoresDelay,      // a nacked message is visible again at once
+  kNoRenewal,             // a subscription's leases are never renewed
 };
 
 // "reply-before-fsync", "lease-ignores-deadline", "stale-receipts", "no-persist-leases",
-// "dead-letter-early", "nack-ignores-delay"; INVALID_ARGUMENT for anything else.
+// "dead-letter-early", "nack-ignores-delay", "no-renewal"; INVALID_ARGUMENT for anything else.
 absl::StatusOr<Mutation> ParseMutation(std::string_view name);
 
 // Test-only hooks for the crash-torture harness and the storage-fault tests. Production leaves

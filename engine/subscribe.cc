@@ -159,7 +159,7 @@ int64_t EngineImpl::RenewLocked(Queue& q, int64_t now, int64_t steady, Jobs* job
       MsgState& m = it->second;
       s.by_due.erase(s.by_due.begin());
       int64_t target = std::min(now + s.visibility_ms, h.delivered_at + s.max_lease_ms);
-      if (target > m.visible_at) {
+      if (target > m.visible_at && options_.test.mutation != Mutation::kNoRenewal) {
         IndexRemoveLocked(q, seq, m);
         m.visible_at = target;
         IndexAddLocked(q, seq, m);

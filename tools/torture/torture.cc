@@ -18,7 +18,9 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -54,6 +56,8 @@ struct Flags {
   uint64_t seed = 0;
   int producers = 2;
   int consumers = 4;
+  int stream_producers = 1;  // over Publish
+  int stream_consumers = 2;  // over Subscribe
   std::string mutation;
   std::string expect;
   double crash_point_share = 0.3;
@@ -361,6 +365,341 @@ class Worker {
   std::vector<std::pair<int64_t, Held>> late_;  // (when, lease) to ack too late
 };
 
+// What a stream's reader thread hands the worker: responses in arrival order, then the end.
+template <typename Resp>
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Resp> got;
+  bool ended = false;
+  int64_t ended_at = 0;
+
+  // Reads rw until it ends, on its own thread.
+  template <typename RW>
+  std::thread Start(RW* rw) {
+    return std::thread([this, rw] {
+      Resp r;
+      while (rw->Read(&r)) {
+        std::lock_guard<std::mutex> lock(mu);
+        got.push_back(std::move(r));
+        cv.notify_one();
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      ended = true;
+      ended_at = NowUs();
+      cv.notify_one();
+    });
+  }
+  // Waits until something arrived, the stream ended or until; takes what arrived. True once
+  // the stream has ended.
+  bool Take(int64_t until_us, std::deque<Resp>* out) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(0, until_us - NowUs())),
+                [&] { return !got.empty() || ended; });
+    out->swap(got);
+    got.clear();
+    return ended;
+  }
+  // Waits up to ms for the end.
+  bool WaitEnd(int64_t ms) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return ended; });
+  }
+};
+
+// A producer over Publish streams: each stream lives a random while with up to 8 requests in
+// flight; each request is recorded as an enqueue, answered (ok/fail by its code) or, when the
+// stream ends first, unknown.
+class StreamProducer {
+ public:
+  StreamProducer(int id, int port, History* history, uint64_t seed, int phase)
+      : id_(id), phase_(phase), port_(port), history_(history), rng_(seed) {}
+
+  void RunStream(const std::atomic<bool>& stop) {
+    auto stub = v1::QueueService::NewStub(Connect(port_));
+    grpc::ClientContext ctx;
+    auto rw = stub->Publish(&ctx);
+    Inbox<v1::PublishResponse> inbox;
+    std::thread reader = inbox.Start(rw.get());
+    std::deque<std::pair<uint64_t, Event>> pending;  // sequence, its enqueue
+    const int64_t end_at = NowUs() + 300'000 + static_cast<int64_t>(rng_() % 2'200'000);
+    int64_t next_send = NowUs();
+    uint64_t sequence = 0;
+    bool broken = false;
+    auto answer = [&](const v1::PublishResponse& r) {
+      if (pending.empty() || pending.front().first != r.sequence()) {
+        std::fprintf(stderr, "spool-torture: Publish answered sequence %llu out of order\n",
+                     static_cast<unsigned long long>(r.sequence()));
+        return;
+      }
+      Event e = std::move(pending.front().second);
+      pending.pop_front();
+      grpc::Status s(static_cast<grpc::StatusCode>(r.code()), r.error());
+      SetCall(&e, s, e.invoke_us());
+      history_->Record(std::move(e));
+    };
+    while (!broken && !stop.load() && NowUs() < end_at) {
+      if (pending.size() < 8 && NowUs() >= next_send) {
+        v1::PublishRequest req;
+        if (sequence == 0) req.set_queue(kQueue);
+        req.set_sequence(++sequence);
+        Event e;
+        e.set_type("enqueue");
+        e.set_worker(id_);
+        e.set_queue(kQueue);
+        e.set_detail("publish");
+        int n = 1 + static_cast<int>(rng_() % 4);
+        for (int i = 0; i < n; ++i) {
+          std::string uid = "p" + std::to_string(id_) +
+                            (phase_ > 0 ? "." + std::to_string(phase_) : std::string()) + "-" +
+                            std::to_string(next_uid_++);
+          req.add_messages()->set_payload(MakePayload(uid, 16 + rng_() % 200, rng_()));
+          e.add_uids(uid);
+        }
+        e.set_invoke_us(NowUs());
+        pending.emplace_back(sequence, std::move(e));
+        if (!rw->Write(req)) broken = true;
+        next_send = NowUs() + 5'000 + static_cast<int64_t>(rng_() % 11'000);
+      }
+      std::deque<v1::PublishResponse> got;
+      broken = inbox.Take(std::min(next_send, end_at), &got) || broken;
+      for (const auto& r : got) answer(r);
+    }
+    if (!broken) rw->WritesDone();  // the server answers what it accepted, then ends OK
+    if (!inbox.WaitEnd(3000)) ctx.TryCancel();
+    reader.join();
+    std::deque<v1::PublishResponse> rest;
+    inbox.Take(0, &rest);
+    for (const auto& r : rest) answer(r);
+    grpc::Status s = rw->Finish();
+    for (auto& [seq, e] : pending) {
+      // The stream ended before its answer: stored or not, nobody can say.
+      e.set_complete_us(NowUs());
+      e.set_outcome("unknown");
+      e.set_code(spool::tools::StatusCodeName(s.error_code()));
+      e.set_error("no answer before the stream ended: " + s.error_message());
+      history_->Record(std::move(e));
+    }
+    if (!s.ok()) SleepMs(20);
+  }
+
+ private:
+  const int id_, phase_, port_;
+  History* const history_;
+  std::mt19937_64 rng_;
+  uint64_t next_uid_ = 0;
+};
+
+// A consumer over Subscribe streams. Each stream lives a random while (a crash may cut it
+// short) with 1..16 messages outstanding and a 1 s visibility timeout that the server renews;
+// some streams cap that at 1.5 s (max_lease_duration). Each message is acked on the stream,
+// nacked on it, held past its visibility timeout and then acked (renewal keeps it), acked by
+// a unary Ack, or kept until the stream ends (released). Recorded for the checker: pushes as
+// leases of the stream, acks and nacks on the stream matched to their answers in order, and
+// at the end an unknown lease over the stream's life (pushes lost in flight), a nack of
+// unknown outcome of what it still held, and the stream_end.
+class StreamConsumer {
+ public:
+  StreamConsumer(int id, int port, History* history, uint64_t seed)
+      : id_(id),
+        port_(port),
+        history_(history),
+        rng_(seed),
+        unary_(id, port, history, seed ^ 0x5eed) {}
+
+  void RunStream(const std::atomic<bool>& stop) {
+    static std::atomic<uint64_t> streams{0};  // every stream of the run has its own id
+    const uint64_t sid = ++streams;
+    const int64_t vt_ms = 1000;
+    const int64_t max_lease_ms = rng_() % 3 == 0 ? 1500 : 60'000;
+    auto stub = v1::QueueService::NewStub(Connect(port_));
+    grpc::ClientContext ctx;
+    const int64_t open = NowUs();
+    auto rw = stub->Subscribe(&ctx);
+    Inbox<v1::SubscribeResponse> inbox;
+    std::thread reader = inbox.Start(rw.get());
+    v1::SubscribeRequest first;
+    first.set_queue(kQueue);
+    first.set_max_outstanding(1 + static_cast<uint32_t>(rng_() % 16));
+    server::ToDuration(vt_ms, first.mutable_visibility_timeout());
+    server::ToDuration(max_lease_ms, first.mutable_max_lease_duration());
+    bool broken = !rw->Write(first);
+    // What this stream holds: the lease, what to do with it and when.
+    enum Action { kAck, kNack, kUnaryAck, kKeep };
+    struct Out {
+      Held h;
+      Action action;
+      int64_t at;
+    };
+    std::vector<Out> held;
+    std::deque<Event> pending;  // acks and nacks written, in order, not yet answered
+    const int64_t end_at = open + 300'000 + static_cast<int64_t>(rng_() % 2'500'000);
+    auto handle = [&](const v1::SubscribeResponse& r) {
+      if (r.ack_results_size() + r.nack_results_size() > 0) {
+        if (pending.empty()) {
+          std::fprintf(stderr, "spool-torture: Subscribe answered a request never sent\n");
+        } else {
+          Event e = std::move(pending.front());
+          pending.pop_front();
+          const auto& results = e.type() == "ack" ? r.ack_results() : r.nack_results();
+          SetCall(&e, grpc::Status::OK, e.invoke_us());
+          for (int i = 0; i < e.receipts_size(); ++i) {
+            if (i < results.size()) {
+              e.mutable_receipts(i)->set_outcome(OutcomeName(results[i].outcome()));
+            }
+          }
+          history_->Record(std::move(e));
+        }
+      }
+      if (r.messages_size() == 0) return;
+      Event e;
+      e.set_type("lease");
+      e.set_worker(id_);
+      e.set_queue(kQueue);
+      e.set_stream(sid);
+      e.set_visibility_ms(vt_ms);
+      e.set_max_lease_ms(max_lease_ms);
+      SetCall(&e, grpc::Status::OK, open);
+      for (const v1::LeasedMessage& m : r.messages()) {
+        Delivery* d = e.add_deliveries();
+        std::optional<std::string> uid = ParsePayload(m.payload());
+        d->set_uid(uid.value_or(""));
+        d->set_intact(uid.has_value());
+        d->set_message_id(m.message_id());
+        d->set_delivery_count(m.delivery_count());
+        if (!uid) continue;
+        int x = static_cast<int>(rng_() % 100);
+        Action a = x < 55 ? kAck : x < 65 ? kNack : x < 75 ? kAck : x < 80 ? kUnaryAck : kKeep;
+        int64_t at =
+            NowUs() + (x >= 65 && x < 75 ? 1'200'000 + static_cast<int64_t>(rng_() % 1'000'000)
+                                         : static_cast<int64_t>(rng_() % 5'000));
+        held.push_back({{kQueue, m.receipt(), *uid, m.delivery_count(), open}, a, at});
+      }
+      history_->Record(std::move(e));
+    };
+    auto settle = [&](const char* type, const Out& o, int64_t delay_ms) {
+      v1::SubscribeRequest req;
+      Event e;
+      e.set_type(type);
+      e.set_worker(id_);
+      e.set_queue(kQueue);
+      e.set_stream(sid);
+      ReceiptResult* rr = e.add_receipts();
+      rr->set_uid(o.h.uid);
+      rr->set_delivery_count(o.h.count);
+      if (std::string(type) == "ack") {
+        req.add_ack(o.h.receipt);
+      } else {
+        req.add_nack(o.h.receipt);
+        server::ToDuration(delay_ms, req.mutable_nack_delay());
+        e.set_delay_ms(delay_ms);
+      }
+      e.set_invoke_us(NowUs());
+      pending.push_back(std::move(e));
+      if (!rw->Write(req)) broken = true;
+    };
+    while (!broken && !stop.load() && NowUs() < end_at) {
+      int64_t wake = std::min(end_at, NowUs() + 50'000);
+      for (const Out& o : held) {
+        if (o.action != kKeep) wake = std::min(wake, o.at);
+      }
+      std::deque<v1::SubscribeResponse> got;
+      broken = inbox.Take(wake, &got);
+      for (const auto& r : got) handle(r);
+      int64_t now = NowUs();
+      for (size_t i = 0; !broken && i < held.size();) {
+        const Out o = held[i];
+        if (o.action == kKeep || o.at > now) {
+          ++i;
+          continue;
+        }
+        held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+        if (o.action == kAck) settle("ack", o, 0);
+        if (o.action == kNack) {
+          settle("nack", o, rng_() % 4 == 0 ? 0 : 100 + static_cast<int64_t>(rng_() % 701));
+        }
+        if (o.action == kUnaryAck) unary_.Settle("ack", {o.h});
+      }
+    }
+    // The end: half-close (the server answers what it has, releases the rest, ends OK) or
+    // cancel, unless a crash ended it already.
+    int64_t end_invoke = NowUs();
+    std::string how = "broken";
+    if (!broken && rng_() % 2 == 0) {
+      how = "half-close";
+      rw->WritesDone();
+    } else if (!broken) {
+      how = "cancel";
+      ctx.TryCancel();
+    }
+    if (!inbox.WaitEnd(3000)) ctx.TryCancel();
+    reader.join();
+    if (broken) end_invoke = std::min(end_invoke, inbox.ended_at);
+    std::deque<v1::SubscribeResponse> rest;
+    inbox.Take(0, &rest);
+    for (const auto& r : rest) handle(r);
+    grpc::Status s = rw->Finish();
+    int64_t end = NowUs();
+    for (Event& e : pending) {
+      e.set_complete_us(end);
+      e.set_outcome("unknown");
+      e.set_code(spool::tools::StatusCodeName(s.error_code()));
+      e.set_error("no answer before the stream ended");
+      history_->Record(std::move(e));
+    }
+    // Pushes can have been lost in flight unless the credit was used up by what this stream
+    // holds: then the server could lease it nothing more (no lease can end under a 60 s cap).
+    const bool credit_full = held.size() >= first.max_outstanding() && pending.empty() &&
+                             max_lease_ms * 1000 > end - open;
+    Event lost;
+    lost.set_type("lease");
+    lost.set_worker(id_);
+    lost.set_queue(kQueue);
+    lost.set_stream(sid);
+    lost.set_visibility_ms(vt_ms);
+    lost.set_max_lease_ms(max_lease_ms);
+    lost.set_invoke_us(open);
+    lost.set_complete_us(end);
+    lost.set_outcome("unknown");
+    lost.set_detail("pushes that may have been lost in flight");
+    if (!credit_full) history_->Record(std::move(lost));
+    if (!held.empty()) {
+      Event release;
+      release.set_type("nack");
+      release.set_worker(id_);
+      release.set_queue(kQueue);
+      release.set_stream(sid);
+      release.set_invoke_us(end_invoke);
+      release.set_complete_us(end);
+      release.set_outcome("unknown");
+      release.set_detail("released at the stream's end");
+      for (const Out& o : held) {
+        ReceiptResult* rr = release.add_receipts();
+        rr->set_uid(o.h.uid);
+        rr->set_delivery_count(o.h.count);
+      }
+      history_->Record(std::move(release));
+    }
+    Event se;
+    se.set_type("stream_end");
+    se.set_worker(id_);
+    se.set_queue(kQueue);
+    se.set_stream(sid);
+    se.set_invoke_us(end_invoke);
+    se.set_complete_us(end);
+    se.set_code(spool::tools::StatusCodeName(s.error_code()));
+    se.set_detail(how + (s.ok() ? "" : ": " + s.error_message()));
+    history_->Record(std::move(se));
+    if (how == "broken") SleepMs(20);
+  }
+
+ private:
+  const int id_, port_;
+  History* const history_;
+  std::mt19937_64 rng_;
+  Worker unary_;
+};
+
 // Runs one spoold at a time in its own directory.
 class Spoold {
  public:
@@ -655,6 +994,18 @@ class Load {
         while (!stop_.load()) w.Consume();
       });
     }
+    for (int i = 0; i < flags.stream_producers; ++i) {
+      threads_.emplace_back([this, i, port, history, seed, phase] {
+        StreamProducer p(30 + i, port, history, seed + 30 + static_cast<uint64_t>(i), phase);
+        while (!stop_.load()) p.RunStream(stop_);
+      });
+    }
+    for (int i = 0; i < flags.stream_consumers; ++i) {
+      threads_.emplace_back([this, i, port, history, seed] {
+        StreamConsumer c(40 + i, port, history, seed + 40 + static_cast<uint64_t>(i));
+        while (!stop_.load()) c.RunStream(stop_);
+      });
+    }
     threads_.emplace_back([this, port, history, seed] {
       Worker w(20, port, history, seed + 20);
       while (!stop_.load()) w.Drain(kDeadLetters, 5000);
@@ -878,6 +1229,14 @@ int main(int argc, char** argv) {
   app.add_option("--seed", flags.seed, "Random seed (default: from the time; printed)");
   app.add_option("--producers", flags.producers)->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--consumers", flags.consumers)->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--stream-producers", flags.stream_producers, "Producers over Publish streams")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  app.add_option("--stream-consumers", flags.stream_consumers,
+                 "Consumers over Subscribe streams (renewed leases, acks on the stream, "
+                 "releases at the stream's end)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_option("--mutation", flags.mutation,
                  "Run spoold with this deliberate bug (spoold --test-mutation)");
   app.add_option(
