@@ -6,6 +6,16 @@
 // single-threaded and every call completes before the next, so the model knows exactly what
 // each reply must be.
 //
+// A subscription (one at a time, on q) comes and goes among them: it is fed whatever is
+// visible up to its credit, settles receipts (its own and others'), is renewed by the
+// background pass halfway through each lease until max_lease_duration, and releases what it
+// holds when it ends (Unsubscribe, a clean restart; a power cut leaves the stored deadlines).
+// The engine pushes deliveries from its own threads, so after each step the simulation runs
+// the background pass (which feeds a subscription "at the latest") and waits until the
+// deliveries the model expects have arrived, then compares them. Before a power cut it
+// makes one more write, so that the renewals written in the background are durable and the
+// model stays exact: losing a renewal is safe, but then either deadline would be right.
+//
 //   engine_simulation --seeds 2000            # CI: seeds 1..2000 on 4 threads
 //   engine_simulation --seed 1234 --verbose   # replay one seed, printing every step
 //   engine_simulation --mutation nack-ignores-delay --expect-failure
@@ -13,6 +23,7 @@
 // Exit status: 0 all seeds passed (or, with --expect-failure, some seed failed); 1 otherwise.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -52,6 +63,40 @@ struct Held {
   uint32_t gen;
 };
 
+// The model of the open subscription: what it holds and when the background pass next looks
+// at each (as the engine's DueFor: halfway through the lease, or at its end once a renewal
+// could not reach past max_lease_duration).
+struct SubModel {
+  struct Held {
+    uint32_t gen;
+    int64_t delivered_at, deadline, due;
+  };
+  uint32_t max_outstanding = 1;
+  int64_t vt = 0, max_lease = 0;
+  std::map<std::string, Held> held;  // payload -> its lease here
+
+  int64_t DueFor(const Held& h) const {
+    if (h.deadline >= h.delivered_at + max_lease) return h.deadline;
+    return h.deadline - vt / 2;
+  }
+};
+
+// What the engine's threads delivered to the subscription.
+struct Inbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<LeasedMessage> got;
+
+  void Add(std::vector<LeasedMessage> ms) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& m : ms) got.push_back(std::move(m));
+    cv.notify_all();
+  }
+};
+
+// Across all seeds, so a run shows the subscription paths were taken.
+std::atomic<uint64_t> g_pushed{0}, g_renewed{0}, g_released{0};
+
 class Failure : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -71,30 +116,52 @@ class Simulation {
     q.max_deliveries = kMaxDeliveries;
     q.dead_letter_queue = "dlq";
     Must(CreateQueueSync(*engine_, "q", q), "create q");
+    Must(CreateQueueSync(*engine_, "barrier", dlq), "create barrier");
     for (step_ = 0; step_ < ops; ++step_) {
       int r = static_cast<int>(rng_() % 100);
-      if (r < 25) {
+      if (r < 22) {
         DoEnqueue();
-      } else if (r < 50) {
+      } else if (r < 44) {
         DoLease(rng_() % 4 == 0 ? "dlq" : "q");
-      } else if (r < 75) {
+      } else if (r < 64) {
         DoReceipt();
-      } else if (r < 91) {
+      } else if (r < 72) {
+        if (sub_) {
+          DoSettle();
+        } else {
+          DoSubscribe();
+        }
+      } else if (r < 74) {
+        if (sub_) DoUnsubscribe();
+      } else if (r < 89) {
         int64_t ms = static_cast<int64_t>(rng_() % 3000);
         Say("advance " + std::to_string(ms) + " ms");
         clock_->AdvanceMillis(ms);
         engine_->Tick();
-      } else if (r < 95) {
+        ModelTick();
+      } else if (r < 93) {
         Say("power cut and restart");
+        if (sub_) Barrier();
         faults_->Crash();
         engine_.reset();
+        sub_.reset();  // its leases stay as stored
         Open();
-      } else if (r < 96) {
+      } else if (r < 94) {
         Say("clean restart");
         engine_.reset();
+        if (sub_) ModelRelease();  // Close releases what subscriptions hold
+        sub_.reset();
         Open();
       } else {
         CheckContents();
+      }
+      if (sub_) {
+        // The background pass feeds a subscription at the latest; then what the model
+        // expects must arrive.
+        engine_->Tick();
+        ModelTick();
+        Barrier();  // a feed that only dead-lettered is delivered nothing: wait for its write
+        CheckDeliveries();
       }
     }
     CheckContents();
@@ -150,7 +217,8 @@ class Simulation {
 
   // Which payloads a Lease of max from queue must return, applying the model's changes
   // (including dead-lettering what it meets past max_deliveries, as the engine does).
-  std::vector<std::string> ModelLease(const std::string& queue, uint32_t max, int64_t vt) {
+  std::vector<std::string> ModelLease(const std::string& queue, uint32_t max, int64_t vt,
+                                      bool for_sub = false) {
     auto& msgs = queues_[queue];
     std::vector<Msg*> visible;
     for (auto& [p, m] : msgs) {
@@ -179,6 +247,14 @@ class Simulation {
       ++m.gen;
       m.leased = true;
       m.visible_at = Now() + vt;
+      // A message whose lease ran out while the subscription held it is no longer its own.
+      if (sub_) sub_->held.erase(p);
+      if (for_sub) {
+        SubModel::Held h{m.gen, Now(), m.visible_at, 0};
+        h.due = sub_->DueFor(h);
+        sub_->held[p] = h;
+        want_.push_back({p, m.count, m.visible_at});
+      }
     }
     return take;
   }
@@ -227,7 +303,10 @@ class Simulation {
       Say("ack " + h.payload + " (lease " + std::to_string(h.gen) + ")");
       if (gone) want = Outcome::kOk;  // already gone: a retried Ack is fine
       got = AckSync(*engine_, h.queue, {h.receipt});
-      if (valid) msgs.erase(it);
+      if (valid) {
+        msgs.erase(it);
+        if (sub_) sub_->held.erase(h.payload);
+      }
     } else if (op == 1) {
       int64_t delay = rng_() % 2 ? 0 : static_cast<int64_t>(rng_() % 4000);
       Say("nack " + h.payload + " (lease " + std::to_string(h.gen) + ") delay " +
@@ -236,13 +315,17 @@ class Simulation {
       if (valid) {
         it->second.leased = false;
         it->second.visible_at = Now() + delay;
+        if (sub_) sub_->held.erase(h.payload);
       }
     } else {
       int64_t vt = 1000 + static_cast<int64_t>(rng_() % 5000);
       Say("extend " + h.payload + " (lease " + std::to_string(h.gen) + ") by " +
           std::to_string(vt));
       got = ExtendLeaseSync(*engine_, h.queue, {h.receipt}, vt);
-      if (valid) it->second.visible_at = Now() + vt;
+      if (valid) {
+        it->second.visible_at = Now() + vt;
+        Redue(h.payload, it->second.visible_at);
+      }
     }
     auto outcomes = Must(std::move(got), "receipt call");
     if (outcomes.size() != 1 || outcomes[0].outcome != want) {
@@ -250,6 +333,195 @@ class Simulation {
            std::to_string(outcomes.empty() ? -1 : static_cast<int>(outcomes[0].outcome)) +
            ", the model says " + std::to_string(static_cast<int>(want)));
     }
+  }
+
+  // Returns once every write the engine has started is durable: groups commit in order.
+  void Barrier() { Must(EnqueueSync(*engine_, "barrier", {{"b", {}, 0, ""}}), "barrier"); }
+
+  // The subscription's lease of payload, if it holds one, now ends at deadline.
+  void Redue(const std::string& payload, int64_t deadline) {
+    if (!sub_) return;
+    auto it = sub_->held.find(payload);
+    if (it == sub_->held.end()) return;
+    it->second.deadline = deadline;
+    it->second.due = sub_->DueFor(it->second);
+  }
+
+  // Fills the subscription's credit from what is visible, as the engine feeds it.
+  void ModelFeed() {
+    if (!sub_ || sub_->held.size() >= sub_->max_outstanding) return;
+    ModelLease("q", sub_->max_outstanding - static_cast<uint32_t>(sub_->held.size()), sub_->vt,
+               true);
+  }
+
+  // The background pass: renew what is due (up to max_lease_duration after delivery), forget
+  // what has ended, then feed.
+  void ModelTick() {
+    if (!sub_) return;
+    auto& msgs = queues_["q"];
+    for (auto it = sub_->held.begin(); it != sub_->held.end();) {
+      SubModel::Held& h = it->second;
+      if (h.due > Now()) {
+        ++it;
+        continue;
+      }
+      auto m = msgs.find(it->first);
+      if (m == msgs.end() || !m->second.leased || m->second.gen != h.gen ||
+          m->second.visible_at <= Now()) {
+        it = sub_->held.erase(it);
+        continue;
+      }
+      int64_t target = std::min(Now() + sub_->vt, h.delivered_at + sub_->max_lease);
+      if (target > m->second.visible_at) {
+        m->second.visible_at = target;
+        ++g_renewed;
+      }
+      h.deadline = m->second.visible_at;
+      h.due = std::max(sub_->DueFor(h), Now() + 1);
+      ++it;
+    }
+    ModelFeed();
+  }
+
+  // What Unsubscribe and Close do: every message still leased to the subscription is visible
+  // now, its delivery counted. Returns how many.
+  uint64_t ModelRelease() {
+    uint64_t n = 0;
+    auto& msgs = queues_["q"];
+    for (const auto& [p, h] : sub_->held) {
+      auto m = msgs.find(p);
+      if (m == msgs.end() || !m->second.leased || m->second.gen != h.gen) continue;
+      m->second.leased = false;
+      m->second.visible_at = Now();
+      ++n;
+    }
+    g_released += n;
+    sub_->held.clear();
+    return n;
+  }
+
+  void DoSubscribe() {
+    sub_ = std::make_unique<SubModel>();
+    sub_->max_outstanding = 1 + static_cast<uint32_t>(rng_() % 4);
+    sub_->vt = 1000 + static_cast<int64_t>(rng_() % 5000);
+    std::optional<int64_t> max_lease;
+    if (rng_() % 2 == 0) max_lease = sub_->vt + static_cast<int64_t>(rng_() % (2 * sub_->vt));
+    sub_->max_lease = max_lease.value_or(Limits::kDefaultMaxLease);
+    Say("subscribe to q, max_outstanding " + std::to_string(sub_->max_outstanding) + ", vt " +
+        std::to_string(sub_->vt) + " ms, max lease " + std::to_string(sub_->max_lease) + " ms");
+    inbox_ = std::make_shared<Inbox>();
+    delivered_ = 0;
+    want_.clear();
+    SubscribeRequest req{"q", sub_->max_outstanding, sub_->vt, max_lease, 0};
+    SubscriptionCallbacks cb{
+        .deliver = [inbox = inbox_](std::vector<LeasedMessage> ms) { inbox->Add(std::move(ms)); },
+        .ended = [](absl::Status) {}};
+    handle_ = Must(engine_->Subscribe(req, std::move(cb)), "subscribe");
+    ModelFeed();
+  }
+
+  void DoSettle() {
+    // Receipts of q held by anyone (the subscription or a Lease), now and then one of dlq's.
+    std::vector<Held> picked;
+    int n = 1 + static_cast<int>(rng_() % 3);
+    for (int k = 0; k < n && !held_.empty(); ++k) {
+      size_t i = rng_() % held_.size();
+      picked.push_back(held_[i]);
+      if (rng_() % 3 != 0) held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    int64_t delay = rng_() % 2 ? 0 : static_cast<int64_t>(rng_() % 4000);
+    std::vector<std::string> acks, nacks;
+    std::vector<Outcome> want_acks, want_nacks;
+    std::string said = "settle on the subscription:";
+    auto& msgs = queues_["q"];
+    // The engine applies every ack, then every nack: split first, then apply in that order.
+    std::vector<Held> ack_list, nack_list;
+    for (const Held& h : picked) (rng_() % 2 ? ack_list : nack_list).push_back(h);
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const Held& h : pass == 0 ? ack_list : nack_list) {
+        said += (pass == 0 ? " ack " : " nack ") + h.payload + "@" + h.queue + "/" +
+                std::to_string(h.gen);
+        Outcome want;
+        auto it = msgs.find(h.payload);
+        if (h.queue != "q") {
+          want = Outcome::kInvalidReceipt;
+        } else if (it == msgs.end()) {
+          want = pass == 0 ? Outcome::kOk : Outcome::kLeaseLost;
+        } else if (!it->second.leased || it->second.gen != h.gen) {
+          want = Outcome::kLeaseLost;
+        } else {
+          want = Outcome::kOk;
+          sub_->held.erase(h.payload);
+          if (pass == 0) {
+            msgs.erase(it);
+          } else {
+            it->second.leased = false;
+            it->second.visible_at = Now() + delay;
+          }
+        }
+        (pass == 0 ? acks : nacks).push_back(h.receipt);
+        (pass == 0 ? want_acks : want_nacks).push_back(want);
+      }
+    }
+    Say(said + " (nack delay " + std::to_string(delay) + ")");
+    auto r = Must(SettleSync(*engine_, handle_, acks, nacks, delay), "settle");
+    inbox_->Add(std::move(r.delivered));
+    auto outcomes = [](const std::vector<ReceiptOutcome>& v) {
+      std::vector<Outcome> out;
+      for (const auto& o : v) out.push_back(o.outcome);
+      return out;
+    };
+    if (outcomes(r.acks) != want_acks || outcomes(r.nacks) != want_nacks) {
+      Fail("settle: outcomes differ from the model's (" + said + ")");
+    }
+    ModelFeed();
+  }
+
+  void DoUnsubscribe() {
+    Say("unsubscribe");
+    uint64_t n = Must(UnsubscribeSync(*engine_, handle_), "unsubscribe");
+    CheckDeliveries();  // nothing delivered before it may be missing
+    uint64_t want = ModelRelease();
+    if (n != want) {
+      Fail("unsubscribe released " + std::to_string(n) + ", the model says " +
+           std::to_string(want));
+    }
+    sub_.reset();
+    handle_.reset();
+  }
+
+  // Waits (for the engine's threads, at most 10 s) until the deliveries the model expects
+  // have arrived; compares each step's new ones, in any order, with the model's.
+  void CheckDeliveries() {
+    std::vector<LeasedMessage> got;
+    {
+      std::unique_lock<std::mutex> lock(inbox_->mu);
+      inbox_->cv.wait_for(lock, std::chrono::seconds(10),
+                          [&] { return inbox_->got.size() >= delivered_ + want_.size(); });
+      got.assign(inbox_->got.begin() + static_cast<std::ptrdiff_t>(delivered_), inbox_->got.end());
+    }
+    delivered_ += got.size();
+    g_pushed += got.size();
+    std::vector<Want> seen;
+    for (const LeasedMessage& m : got) {
+      seen.push_back({m.payload, m.delivery_count, m.lease_deadline_ms});
+      held_.push_back({"q", m.receipt, m.payload, m.delivery_count});  // gen == count in q
+    }
+    std::sort(seen.begin(), seen.end());
+    std::sort(want_.begin(), want_.end());
+    if (seen != want_) {
+      auto list = [](const std::vector<Want>& v) {
+        std::string out;
+        for (const Want& w : v) {
+          out += (out.empty() ? "" : " ") + w.payload + "#" + std::to_string(w.count) + "@" +
+                 std::to_string(w.deadline);
+        }
+        return out;
+      };
+      Fail("the subscription was delivered [" + list(seen) + "], the model says [" + list(want_) +
+           "]");
+    }
+    want_.clear();
   }
 
   // Every message of both queues, with its count and state, and the stats.
@@ -308,6 +580,18 @@ class Simulation {
   std::map<std::string, std::map<std::string, Msg>> queues_;  // queue -> payload -> message
   std::vector<Held> held_;
   uint64_t next_payload_ = 0, next_order_ = 0;
+  // The subscription, while one is open, and what it was delivered.
+  struct Want {
+    std::string payload;
+    uint32_t count;
+    int64_t deadline;
+    auto operator<=>(const Want&) const = default;
+  };
+  std::unique_ptr<SubModel> sub_;
+  std::shared_ptr<Subscription> handle_;
+  std::shared_ptr<Inbox> inbox_;
+  size_t delivered_ = 0;    // how many of inbox_->got have been compared
+  std::vector<Want> want_;  // deliveries the model expects and the engine has not yet shown
 };
 
 }  // namespace
@@ -391,9 +675,14 @@ int main(int argc, char** argv) {
     if (expect_failure) std::printf("the simulation caught mutation %s\n", mutation_name.c_str());
     return expect_failure ? 0 : 1;
   }
-  std::printf("%llu seeds passed (%llu .. %llu, %d operations each)\n",
-              static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(first),
-              static_cast<unsigned long long>(first + seeds - 1), ops);
+  std::printf(
+      "%llu seeds passed (%llu .. %llu, %d operations each); subscriptions: %llu messages "
+      "pushed, %llu lease renewals, %llu released at their end\n",
+      static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(first),
+      static_cast<unsigned long long>(first + seeds - 1), ops,
+      static_cast<unsigned long long>(g_pushed.load()),
+      static_cast<unsigned long long>(g_renewed.load()),
+      static_cast<unsigned long long>(g_released.load()));
   if (expect_failure) {
     std::printf("mutation %s was NOT caught\n", mutation_name.c_str());
     return 1;
