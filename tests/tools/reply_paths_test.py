@@ -4,7 +4,8 @@
 For each API (callback, async, sync) and each finish (inline, group), a server started on
 127.0.0.1 must answer all of spool-bench's noop calls without an error and exit 0 on SIGTERM;
 with --finish group --delay-us 20000 no call may come back sooner than the delay (so the reply
-really waits for its group); --delay-us without --finish group is refused.
+really waits for its group); --delay-us without --finish group is refused. The callback API
+also answers spool-bench's Publish streams, every request, inline or after its group's delay.
 """
 import json
 import os
@@ -20,8 +21,8 @@ CALLS = 400
 
 
 class ReplyPathsTest(unittest.TestCase):
-    def serve(self, *flags):
-        """Runs spool-bench's noop against a fresh server; returns the noop phase."""
+    def serve(self, *flags, workload="noop"):
+        """Runs spool-bench's workload against a fresh server; returns its phase."""
         with tempfile.TemporaryDirectory(prefix="reply-paths-") as tmp:
             port_file = os.path.join(tmp, "port")
             proc = subprocess.Popen([os.path.join(BIN, "spool-reply-paths"), "--port-file",
@@ -35,9 +36,9 @@ class ReplyPathsTest(unittest.TestCase):
                 with open(port_file) as f:
                     address = "127.0.0.1:" + f.read().strip()
                 out = subprocess.run(
-                    [os.path.join(BIN, "spool-bench"), "--server", address, "--workload", "noop",
-                     "--producers", "2", "--inflight", "4", "--messages", str(CALLS),
-                     "--duration", "30s", "--json"],
+                    [os.path.join(BIN, "spool-bench"), "--server", address, "--workload",
+                     workload, "--producers", "2", "--inflight", "4", "--batch", "3",
+                     "--messages", str(CALLS), "--duration", "30s", "--json"],
                     capture_output=True, text=True, timeout=60, check=True).stdout
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=30), 0)
@@ -45,7 +46,7 @@ class ReplyPathsTest(unittest.TestCase):
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-        return {p["name"]: p for p in json.loads(out)["phases"]}["noop"]
+        return {p["name"]: p for p in json.loads(out)["phases"]}[workload]
 
     def test_every_api_and_finish_answers_every_call(self):
         for api in ("callback", "async", "sync"):
@@ -61,6 +62,16 @@ class ReplyPathsTest(unittest.TestCase):
                 noop = self.serve("--api", api, "--finish", "group", "--delay-us", "20000")
                 self.assertEqual(noop["calls"], CALLS)
                 self.assertGreaterEqual(noop["latency_us"]["check"]["p50"], 19000)
+
+    def test_publish_streams_are_answered_inline_or_after_the_group(self):
+        for flags in (("--finish", "inline"), ("--finish", "group", "--delay-us", "20000")):
+            with self.subTest(flags=flags):
+                publish = self.serve("--api", "callback", *flags, workload="publish")
+                self.assertEqual(publish["messages"], CALLS)
+                self.assertEqual(publish["calls"], -(-CALLS // 3))  # requests of up to 3
+                self.assertEqual(publish["errors"], {})
+                if "group" in flags:
+                    self.assertGreaterEqual(publish["latency_us"]["publish"]["p50"], 19000)
 
     def test_refuses_a_delay_without_groups(self):
         r = subprocess.run([os.path.join(BIN, "spool-reply-paths"), "--delay-us", "100"],

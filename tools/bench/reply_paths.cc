@@ -13,8 +13,14 @@
 //                    replied to: callback and async finish from that thread, as spoold's
 //                    completion thread does, and sync wakes the blocked handlers.
 //
+// With --api callback it also answers spool.v1 Publish streams the same way (and CreateQueue,
+// as a no-op), so spool-bench's publish workload measures what gRPC's streams cost with no
+// engine behind them: each request is answered with its sequence and one result per message,
+// written one at a time, with the buffer hint while more answers are ready, as spoold does.
+//
 //   spool-reply-paths --api callback --finish group --delay-us 200 --port-file /tmp/p
 //   spool-bench --server 127.0.0.1:PORT --workload noop --producers 4 --inflight 16
+//   spool-bench --server 127.0.0.1:PORT --workload publish --producers 4 --inflight 64
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -32,6 +38,7 @@
 #include <vector>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "spool/v1/queue.grpc.pb.h"
 #include "tools/bench/serve.h"
 
 namespace {
@@ -99,6 +106,94 @@ class CallbackHealth final : public Health::CallbackService {
       grouper_->Add([reactor] { reactor->Finish(grpc::Status::OK); });
     }
     return reactor;
+  }
+
+ private:
+  Grouper* grouper_;
+};
+
+// A Publish stream answered with no engine: at once, or by the group's thread.
+class EchoPublish final
+    : public grpc::ServerBidiReactor<spool::v1::PublishRequest, spool::v1::PublishResponse> {
+ public:
+  explicit EchoPublish(Grouper* grouper) : grouper_(grouper) { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard<std::mutex> l(mu_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    spool::v1::PublishResponse r;
+    r.set_sequence(request_.sequence());
+    for (int i = 0; i < request_.messages_size(); ++i) r.add_results()->set_message_id("m");
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++unanswered_;
+    }
+    if (grouper_ == nullptr) {
+      Answer(std::move(r));
+    } else {
+      grouper_->Add([this, r = std::move(r)]() mutable { Answer(std::move(r)); });
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    out_.pop_front();
+    writing_ = false;
+    if (!ok) failed_ = true;
+    WriteLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Answer(spool::v1::PublishResponse r) {
+    std::lock_guard<std::mutex> l(mu_);
+    --unanswered_;
+    out_.push_back(std::move(r));
+    WriteLocked();
+  }
+  void WriteLocked() {
+    if (writing_ || failed_ || out_.empty()) return;
+    writing_ = true;
+    StartWrite(&out_.front(),
+               out_.size() > 1 ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+  }
+  // Finish runs OnDone (which deletes this) only after this reaction returns.
+  void MaybeFinishLocked() {
+    if (!reads_done_ || writing_ || unanswered_ > 0 || finished_) return;
+    if (!failed_ && !out_.empty()) return;
+    finished_ = true;
+    Finish(grpc::Status::OK);
+  }
+
+  Grouper* const grouper_;
+  spool::v1::PublishRequest request_;
+  std::mutex mu_;
+  std::deque<spool::v1::PublishResponse> out_;  // the front one is being written when writing_
+  int unanswered_ = 0;
+  bool writing_ = false, reads_done_ = false, failed_ = false, finished_ = false;
+};
+
+class CallbackQueues final : public spool::v1::QueueService::CallbackService {
+ public:
+  explicit CallbackQueues(Grouper* grouper) : grouper_(grouper) {}
+  grpc::ServerUnaryReactor* CreateQueue(grpc::CallbackServerContext* ctx,
+                                        const spool::v1::CreateQueueRequest* req,
+                                        spool::v1::Queue* resp) override {
+    resp->set_name(req->name());
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerBidiReactor<spool::v1::PublishRequest, spool::v1::PublishResponse>* Publish(
+      grpc::CallbackServerContext*) override {
+    return new EchoPublish(grouper_);
   }
 
  private:
@@ -197,6 +292,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<Grouper> grouper;
   if (finish == "group") grouper = std::make_unique<Grouper>(delay_us);
   CallbackHealth callback_health(grouper.get());
+  CallbackQueues callback_queues(grouper.get());
   SyncHealth sync_health(grouper.get());
   Health::AsyncService async_health;
 
@@ -206,6 +302,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> cqs;
   if (api == "callback") {
     builder.RegisterService(&callback_health);
+    builder.RegisterService(&callback_queues);
   } else if (api == "sync") {
     builder.RegisterService(&sync_health);
   } else {
