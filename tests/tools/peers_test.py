@@ -41,6 +41,10 @@ class PeersTest(unittest.TestCase):
                     self.assertGreater(results[0]["produce"], 0, system)
                     self.assertGreater(results[0]["consume"], 0, system)
                 self.assertGreater(runs["spool"][0]["noop_calls"], 0)
+                # The server's CPU for the produce phase, where it is one process.
+                for system in ("spool", "redis"):
+                    self.assertGreater(runs[system][0]["produce_cpu_us"], 0, system)
+                self.assertNotIn("produce_cpu_us", runs["postgres"][0])
 
     def test_spool_over_streams(self):
         # Publish and Subscribe in Spool's turns; its end-state check (every message stored,

@@ -91,6 +91,13 @@ def run(cmd, limit, **kw):
                           **kw).stdout
 
 
+def cpu_seconds(pid):
+    """User + system CPU a process has used so far (Linux /proc), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def text_payload(size):
     """size printable bytes: the same bytes go to every system (Redis and pgbench take text)."""
     return base64.b64encode(os.urandom(size))[:size].decode()
@@ -314,11 +321,18 @@ def run_once(system, payload, args):
     server = None
     try:
         server = SYSTEMS[system](tmp, payload)
+        # The server's CPU for the produce phase, where it is one process (Spool, Redis;
+        # PostgreSQL's backends are not its postmaster).
+        pid = server.proc.pid if system != "postgres" else None
+        before = cpu_seconds(pid) if pid else 0
         made = server.produce(args.messages, args.batch, args.max_seconds)
+        produce_cpu = (cpu_seconds(pid) - before) * 1e6 / args.messages if pid else None
         server.check(args.messages, 0)
         taken = server.consume(args.messages, args.batch, args.max_seconds)
         server.check(args.messages, args.messages)
         result = {"produce": made, "consume": taken}
+        if produce_cpu is not None:
+            result["produce_cpu_us"] = produce_cpu
         if system == "spool":
             result["noop_calls"] = server.noop()
         return result
@@ -418,6 +432,16 @@ def main():
             else:
                 cells.append("–")
         print("| " + " | ".join(cells) + " |")
+    for system in systems:
+        mine = runs[system]
+        if "produce_cpu_us" in mine[0]:
+            line = (f"{SYSTEMS[system].name}: server CPU per produced message "
+                    f"{summary([r['produce_cpu_us'] for r in mine], '{:.1f}')} µs")
+            if "spool" in runs and system != "spool":
+                ratio = summary([s["produce_cpu_us"] / r["produce_cpu_us"]
+                                 for s, r in zip(runs["spool"], mine)], "{:.2f}×")
+                line += f"; Spool ÷ this: {ratio}"
+            print(line)
     if "spool" in runs:
         noop = summary([r["noop_calls"] for r in runs["spool"]])
         print(f"\ngRPC's own ceiling at this concurrency (health Check through spool-bench, in "
