@@ -88,7 +88,8 @@ class PeersTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=240)
         self.assertEqual(out.returncode, 0, out.stderr)
         runs = json.loads(out.stdout)
-        self.assertEqual(sorted(runs), ["disk", "redis", "spool", "spool-bench", "spool-bench-streams"])
+        self.assertEqual(sorted(runs), ["disk", "redis", "spool", "spool-bench", "spool-bench-streams",
+                                        "spool-streams"])
         for name, results in runs.items():
             r = results[0]
             self.assertTrue(0 < r["p50"] <= r["p99"] <= r["p999"] <= r["max"], (name, r))

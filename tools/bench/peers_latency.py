@@ -14,6 +14,8 @@ take the time, and acknowledge. Latency = the time a consumer holds the message 
 scheduled send time (CLOCK_MONOTONIC, shared by the processes).
 
   Spool: Enqueue of one message; Lease (max 10, wait 1 s), then Ack.
+  Spool over streams, the same library: each sender thread publishes on its own Publish
+  stream; each consumer has one Subscribe stream (max_outstanding 10) and acks on it.
   Redis 7.0 streams with appendonly yes, appendfsync always: XADD; XREADGROUP BLOCK 1000
   COUNT 10, then XACK. Redis writes the delivery (the consumer group's pending entry) to its
   append-only file and fsyncs it before replying, as Spool fsyncs the lease.
@@ -30,6 +32,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import struct
 import sys
@@ -70,6 +73,70 @@ class SpoolClient:
         self.stub.Ack(self.pb.AckRequest(queue="bench", receipts=tokens))
 
 
+class SpoolStreamClient(SpoolClient):
+    """Spool over streams with the same Python library: send() writes a request on this
+    client's Publish stream (its answers are read, and checked, on a thread of their own);
+    take() returns what the Subscribe stream (max_outstanding 10, as many as a Lease takes
+    here) has pushed, waiting up to a second; ack() writes the acks on that stream."""
+
+    def __init__(self, where):
+        super().__init__(where)
+        self.out, self.errors, self.answers = queue.Queue(), [], 0
+        self.pushed, self.acks, self.sub = queue.Queue(), None, None
+        self.published = self.stub.Publish(iter(self.out.get, None))
+        self.reader = threading.Thread(target=self._answers)
+        self.reader.start()
+        self.sequence = 0
+
+    def _answers(self):
+        for r in self.published:
+            self.answers += 1
+            if r.code:
+                self.errors.append(r.error)
+
+    def send(self, payload):
+        self.sequence += 1
+        self.out.put(self.pb.PublishRequest(
+            queue="bench", sequence=self.sequence,
+            messages=[self.pb.EnqueueEntry(payload=payload)]))
+
+    def _subscribe(self):
+        self.acks = queue.Queue()
+        self.acks.put(self.pb.SubscribeRequest(queue="bench", max_outstanding=10,
+                                               visibility_timeout=self.visibility))
+        self.sub = self.stub.Subscribe(iter(self.acks.get, None))
+
+        def read():
+            for r in self.sub:
+                for m in r.messages:
+                    self.pushed.put((m.payload, m.receipt))
+        threading.Thread(target=read, daemon=True).start()
+
+    def take(self, n):
+        if self.sub is None:
+            self._subscribe()
+        try:
+            got = [self.pushed.get(timeout=1.0)]
+        except queue.Empty:
+            return []
+        while len(got) < n and not self.pushed.empty():
+            got.append(self.pushed.get_nowait())
+        return got
+
+    def ack(self, tokens):
+        self.acks.put(self.pb.SubscribeRequest(ack=tokens))
+
+    def close(self):
+        """Half-closes both streams; fails unless every Publish was answered OK."""
+        self.out.put(None)
+        self.reader.join(timeout=30)
+        if self.acks is not None:
+            self.acks.put(None)
+        if self.errors or self.answers != self.sequence:
+            raise RuntimeError(f"Publish: {self.answers} of {self.sequence} answered, "
+                               f"errors {self.errors[:3]}")
+
+
 class RedisClient:
     def __init__(self, where):
         import redis
@@ -87,7 +154,7 @@ class RedisClient:
         self.client.xack("bench", "workers", *tokens)
 
 
-CLIENTS = {"spool": SpoolClient, "redis": RedisClient}
+CLIENTS = {"spool": SpoolClient, "spool-streams": SpoolStreamClient, "redis": RedisClient}
 
 
 def sender(system, where, rate, count, payload_bytes, start):
@@ -101,6 +168,8 @@ def sender(system, where, rate, count, payload_bytes, start):
             if pause > 0:
                 time.sleep(pause)
             client.send(struct.pack("<d", due).ljust(payload_bytes, b"."))
+        if hasattr(client, "close"):
+            client.close()
     workers = [threading.Thread(target=send_every, args=(k,)) for k in range(threads)]
     for w in workers:
         w.start()
@@ -120,6 +189,8 @@ def consumer(system, where, count, received, until, results):
             client.ack([token for _, token in got])
             with received.get_lock():
                 received.value += len(got)
+    if hasattr(client, "close"):
+        client.close()
     results.put(seen)
 
 
@@ -212,7 +283,9 @@ def one_run(system, args):
             server = peers.Spool(os.path.join(tmp, "server"), payload)
             peers.run([os.path.join(peers.BIN, "spoolctl"), "--server", server.address,
                        "create", "bench"], 30)
-            return {"spool": harness(system, (server.address, stubs), server.proc.pid, args),
+            where = (server.address, stubs)
+            return {"spool": harness(system, where, server.proc.pid, args),
+                    "spool-streams": harness("spool-streams", where, server.proc.pid, args),
                     **spool_bench_e2e(server, tmp, args)}
         server = peers.Redis(tmp, peers.text_payload(args.payload_bytes))
         return {"redis": harness(system, (server.port,), server.proc.pid, args)}
@@ -223,6 +296,7 @@ def one_run(system, args):
 
 
 NAMES = {"spool": "Spool, Python client", "redis": "Redis 7.0 streams, Python client",
+         "spool-streams": "Spool over Publish + Subscribe, Python client",
          "spool-bench": "Spool, spool-bench (C++ client)",
          "spool-bench-streams": "Spool over Publish + Subscribe, spool-bench (C++ client)",
          "disk": "the disk alone: write + fdatasync at the same rate (spool-bench --fsync-dir)"}
