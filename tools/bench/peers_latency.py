@@ -76,17 +76,13 @@ class SpoolClient:
 class SpoolStreamClient(SpoolClient):
     """Spool over streams with the same Python library: send() writes a request on this
     client's Publish stream (its answers are read, and checked, on a thread of their own);
-    take() returns what the Subscribe stream (max_outstanding 10, as many as a Lease takes
-    here) has pushed, waiting up to a second; ack() writes the acks on that stream."""
+    take() returns the Subscribe stream's next push (max_outstanding 10, as many as a Lease
+    takes here), read on the consumer's own thread; ack() writes the acks on that stream."""
 
     def __init__(self, where):
         super().__init__(where)
-        self.out, self.errors, self.answers = queue.Queue(), [], 0
-        self.pushed, self.acks, self.sub = queue.Queue(), None, None
-        self.published = self.stub.Publish(iter(self.out.get, None))
-        self.reader = threading.Thread(target=self._answers)
-        self.reader.start()
-        self.sequence = 0
+        self.out, self.errors, self.answers, self.sequence = None, [], 0, 0
+        self.acks, self.sub = None, None
 
     def _answers(self):
         for r in self.published:
@@ -95,41 +91,47 @@ class SpoolStreamClient(SpoolClient):
                 self.errors.append(r.error)
 
     def send(self, payload):
+        if self.out is None:
+            self.out = queue.Queue()
+            self.published = self.stub.Publish(iter(self.out.get, None))
+            self.reader = threading.Thread(target=self._answers)
+            self.reader.start()
         self.sequence += 1
         self.out.put(self.pb.PublishRequest(
             queue="bench", sequence=self.sequence,
             messages=[self.pb.EnqueueEntry(payload=payload)]))
 
-    def _subscribe(self):
+    def watch(self, received, count, until):
+        """The consumer blocks in the stream's next(): a watcher ends the stream (a cancel)
+        once all count are received, or until passes."""
+        def stop_when_done():
+            while time.monotonic() < until and received.value < count:
+                time.sleep(0.05)
+            if self.sub is not None:
+                self.sub.cancel()
         self.acks = queue.Queue()
         self.acks.put(self.pb.SubscribeRequest(queue="bench", max_outstanding=10,
                                                visibility_timeout=self.visibility))
         self.sub = self.stub.Subscribe(iter(self.acks.get, None))
-
-        def read():
-            for r in self.sub:
-                for m in r.messages:
-                    self.pushed.put((m.payload, m.receipt))
-        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=stop_when_done, daemon=True).start()
 
     def take(self, n):
-        if self.sub is None:
-            self._subscribe()
+        import grpc
         try:
-            got = [self.pushed.get(timeout=1.0)]
-        except queue.Empty:
+            r = next(self.sub)
+        except (StopIteration, grpc.RpcError):
+            time.sleep(0.01)  # ended: the consumer's loop is about to stop too
             return []
-        while len(got) < n and not self.pushed.empty():
-            got.append(self.pushed.get_nowait())
-        return got
+        return [(m.payload, m.receipt) for m in r.messages]
 
     def ack(self, tokens):
         self.acks.put(self.pb.SubscribeRequest(ack=tokens))
 
     def close(self):
         """Half-closes both streams; fails unless every Publish was answered OK."""
-        self.out.put(None)
-        self.reader.join(timeout=30)
+        if self.out is not None:
+            self.out.put(None)
+            self.reader.join(timeout=30)
         if self.acks is not None:
             self.acks.put(None)
         if self.errors or self.answers != self.sequence:
@@ -180,6 +182,8 @@ def sender(system, where, rate, count, payload_bytes, start):
 def consumer(system, where, count, received, until, results):
     """Takes messages until all count are received (by the 4) or until passes."""
     client = CLIENTS[system](where)
+    if hasattr(client, "watch"):
+        client.watch(received, count, until)
     seen = []
     while time.monotonic() < until and received.value < count:
         got = client.take(10)
