@@ -153,7 +153,6 @@ class PublishReactor final
   };
   struct Actions {
     const v1::PublishResponse* write = nullptr;
-    bool more = false;  // another answer is ready behind this write: let gRPC buffer it
     bool read = false;
     std::optional<grpc::Status> finish;
   };
@@ -169,7 +168,6 @@ class PublishReactor final
     if (!writing_ && !write_failed_ && !slots_.empty() && slots_.front().done) {
       writing_ = true;
       a.write = &slots_.front().response;
-      a.more = slots_.size() > 1 && slots_[1].done && slots_[1].answer;
     }
     size_t in_engine = 0;
     for (const Slot& s : slots_) in_engine += s.done ? 0 : 1;
@@ -205,8 +203,7 @@ class PublishReactor final
   // called and deletes this reactor, mutex included. Once finished_ is set no event starts
   // anything, so nothing is started after Finish.
   std::optional<grpc::Status> StartLocked(const Actions& a) {
-    if (a.write)
-      StartWrite(a.write, a.more ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+    if (a.write) StartWrite(a.write);
     if (a.read) StartRead(&request_);
     return a.finish;
   }
