@@ -5,7 +5,8 @@ For each API (callback, async, sync) and each finish (inline, group), a server s
 127.0.0.1 must answer all of spool-bench's noop calls without an error and exit 0 on SIGTERM;
 with --finish group --delay-us 20000 no call may come back sooner than the delay (so the reply
 really waits for its group); --delay-us without --finish group is refused. The callback API
-also answers spool-bench's Publish streams, every request, inline or after its group's delay.
+also answers spool-bench's Publish streams, every request, and its Subscribe streams, a push
+for each ack, inline or after its group's delay.
 """
 import json
 import os
@@ -21,7 +22,7 @@ CALLS = 400
 
 
 class ReplyPathsTest(unittest.TestCase):
-    def serve(self, *flags, workload="noop"):
+    def serve(self, *flags, workload="noop", bench=()):
         """Runs spool-bench's workload against a fresh server; returns its phase."""
         with tempfile.TemporaryDirectory(prefix="reply-paths-") as tmp:
             port_file = os.path.join(tmp, "port")
@@ -38,7 +39,7 @@ class ReplyPathsTest(unittest.TestCase):
                 out = subprocess.run(
                     [os.path.join(BIN, "spool-bench"), "--server", address, "--workload",
                      workload, "--producers", "2", "--inflight", "4", "--batch", "3",
-                     "--messages", str(CALLS), "--duration", "30s", "--json"],
+                     "--messages", str(CALLS), "--duration", "30s", "--json", *bench],
                     capture_output=True, text=True, timeout=60, check=True).stdout
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=30), 0)
@@ -72,6 +73,16 @@ class ReplyPathsTest(unittest.TestCase):
                 self.assertEqual(publish["errors"], {})
                 if "group" in flags:
                     self.assertGreaterEqual(publish["latency_us"]["publish"]["p50"], 19000)
+
+    def test_subscribe_streams_push_one_message_per_ack(self):
+        for flags in (("--finish", "inline"), ("--finish", "group", "--delay-us", "20000")):
+            with self.subTest(flags=flags):
+                sub = self.serve("--api", "callback", *flags, workload="subscribe",
+                                 bench=("--consumers", "2", "--max-outstanding", "1"))
+                self.assertGreaterEqual(sub["messages"], CALLS)  # acked OK, each one
+                self.assertEqual(sub["errors"], {})
+                if "group" in flags:
+                    self.assertGreaterEqual(sub["latency_us"]["ack"]["p50"], 19000)
 
     def test_refuses_a_delay_without_groups(self):
         r = subprocess.run([os.path.join(BIN, "spool-reply-paths"), "--delay-us", "100"],

@@ -13,14 +13,17 @@
 //                    replied to: callback and async finish from that thread, as spoold's
 //                    completion thread does, and sync wakes the blocked handlers.
 //
-// With --api callback it also answers spool.v1 Publish streams the same way (and CreateQueue,
-// as a no-op), so spool-bench's publish workload measures what gRPC's streams cost with no
-// engine behind them: each request is answered with its sequence and one result per message,
-// written one at a time, with the buffer hint while more answers are ready, as spoold does.
+// With --api callback it also answers spool.v1 Publish and Subscribe streams the same way
+// (and CreateQueue, as a no-op), so spool-bench's publish and subscribe workloads measure what
+// gRPC's streams cost with no engine behind them: a Publish request is answered with its
+// sequence and one result per message; a Subscribe stream is pushed max_outstanding messages
+// at once and one more for each one acked. Answers are written one at a time, as spoold
+// writes them.
 //
 //   spool-reply-paths --api callback --finish group --delay-us 200 --port-file /tmp/p
 //   spool-bench --server 127.0.0.1:PORT --workload noop --producers 4 --inflight 16
 //   spool-bench --server 127.0.0.1:PORT --workload publish --producers 4 --inflight 64
+//   spool-bench --server 127.0.0.1:PORT --workload subscribe --consumers 4 --max-outstanding 1
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -112,11 +115,16 @@ class CallbackHealth final : public Health::CallbackService {
   Grouper* grouper_;
 };
 
-// A Publish stream answered with no engine: at once, or by the group's thread.
-class EchoPublish final
-    : public grpc::ServerBidiReactor<spool::v1::PublishRequest, spool::v1::PublishResponse> {
+// A stream of spool.v1 requests answered with no engine: each request's answer is made at once
+// and sent at once or by the group's thread; answers are written one at a time, in order, as
+// spoold writes them.
+template <typename Req, typename Resp>
+class EchoStream final : public grpc::ServerBidiReactor<Req, Resp> {
  public:
-  explicit EchoPublish(Grouper* grouper) : grouper_(grouper) { StartRead(&request_); }
+  EchoStream(Grouper* grouper, std::function<Resp(const Req&)> answer)
+      : grouper_(grouper), answer_(std::move(answer)) {
+    this->StartRead(&request_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -125,9 +133,7 @@ class EchoPublish final
       MaybeFinishLocked();
       return;
     }
-    spool::v1::PublishResponse r;
-    r.set_sequence(request_.sequence());
-    for (int i = 0; i < request_.messages_size(); ++i) r.add_results()->set_message_id("m");
+    Resp r = answer_(request_);
     {
       std::lock_guard<std::mutex> l(mu_);
       ++unanswered_;
@@ -137,7 +143,7 @@ class EchoPublish final
     } else {
       grouper_->Add([this, r = std::move(r)]() mutable { Answer(std::move(r)); });
     }
-    StartRead(&request_);
+    this->StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -152,7 +158,7 @@ class EchoPublish final
   void OnDone() override { delete this; }
 
  private:
-  void Answer(spool::v1::PublishResponse r) {
+  void Answer(Resp r) {
     std::lock_guard<std::mutex> l(mu_);
     --unanswered_;
     out_.push_back(std::move(r));
@@ -161,23 +167,62 @@ class EchoPublish final
   void WriteLocked() {
     if (writing_ || failed_ || out_.empty()) return;
     writing_ = true;
-    StartWrite(&out_.front(),
-               out_.size() > 1 ? grpc::WriteOptions().set_buffer_hint() : grpc::WriteOptions());
+    this->StartWrite(&out_.front());
   }
   // Finish runs OnDone (which deletes this) only after this reaction returns.
   void MaybeFinishLocked() {
     if (!reads_done_ || writing_ || unanswered_ > 0 || finished_) return;
     if (!failed_ && !out_.empty()) return;
     finished_ = true;
-    Finish(grpc::Status::OK);
+    this->Finish(grpc::Status::OK);
   }
 
   Grouper* const grouper_;
-  spool::v1::PublishRequest request_;
+  const std::function<Resp(const Req&)> answer_;
+  Req request_;
   std::mutex mu_;
-  std::deque<spool::v1::PublishResponse> out_;  // the front one is being written when writing_
+  std::deque<Resp> out_;  // the front one is being written when writing_
   int unanswered_ = 0;
   bool writing_ = false, reads_done_ = false, failed_ = false, finished_ = false;
+};
+
+// Publish: the request's sequence and one result per message.
+spool::v1::PublishResponse EchoPublish(const spool::v1::PublishRequest& req) {
+  spool::v1::PublishResponse r;
+  r.set_sequence(req.sequence());
+  for (int i = 0; i < req.messages_size(); ++i) r.add_results()->set_message_id("m");
+  return r;
+}
+
+// Subscribe from a queue that never runs dry: the first request gets max_outstanding messages
+// (0: 100); each later one its outcomes, all OK, and one new message per receipt settled.
+class EchoSubscribe {
+ public:
+  spool::v1::SubscribeResponse operator()(const spool::v1::SubscribeRequest& req) {
+    spool::v1::SubscribeResponse r;
+    int fresh = req.ack_size() + req.nack_size();
+    if (first_) {
+      first_ = false;
+      fresh = req.max_outstanding() == 0 ? 100 : static_cast<int>(req.max_outstanding());
+    }
+    for (int i = 0; i < req.ack_size(); ++i)
+      r.add_ack_results()->set_outcome(spool::v1::OUTCOME_OK);
+    for (int i = 0; i < req.nack_size(); ++i) {
+      r.add_nack_results()->set_outcome(spool::v1::OUTCOME_OK);
+    }
+    for (int i = 0; i < fresh; ++i) {
+      spool::v1::LeasedMessage* m = r.add_messages();
+      m->set_message_id("m");
+      m->set_payload(std::string(256, 'x'));
+      m->set_receipt("r" + std::to_string(next_++));
+      m->set_delivery_count(1);
+    }
+    return r;
+  }
+
+ private:
+  bool first_ = true;
+  uint64_t next_ = 0;
 };
 
 class CallbackQueues final : public spool::v1::QueueService::CallbackService {
@@ -191,9 +236,25 @@ class CallbackQueues final : public spool::v1::QueueService::CallbackService {
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+  // Deep enough that spool-bench's subscribe loads nothing first.
+  grpc::ServerUnaryReactor* GetQueue(grpc::CallbackServerContext* ctx,
+                                     const spool::v1::GetQueueRequest* req,
+                                     spool::v1::Queue* resp) override {
+    resp->set_name(req->name());
+    resp->mutable_stats()->set_total(uint64_t{1} << 40);
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
   grpc::ServerBidiReactor<spool::v1::PublishRequest, spool::v1::PublishResponse>* Publish(
       grpc::CallbackServerContext*) override {
-    return new EchoPublish(grouper_);
+    return new EchoStream<spool::v1::PublishRequest, spool::v1::PublishResponse>(grouper_,
+                                                                                 EchoPublish);
+  }
+  grpc::ServerBidiReactor<spool::v1::SubscribeRequest, spool::v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext*) override {
+    return new EchoStream<spool::v1::SubscribeRequest, spool::v1::SubscribeResponse>(
+        grouper_, EchoSubscribe());
   }
 
  private:
