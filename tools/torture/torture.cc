@@ -144,6 +144,25 @@ void Deadline(grpc::ClientContext* ctx, int64_t ms) {
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
 }
 
+// Fills messages with 1..4 new messages of producer id (of this phase) and returns the enqueue
+// event that records them; the caller sets its times.
+Event NewMessages(int id, int phase, uint64_t* next_uid, std::mt19937_64& rng,
+                  google::protobuf::RepeatedPtrField<v1::EnqueueEntry>* messages) {
+  Event e;
+  e.set_type("enqueue");
+  e.set_worker(id);
+  e.set_queue(kQueue);
+  int n = 1 + static_cast<int>(rng() % 4);
+  for (int i = 0; i < n; ++i) {
+    std::string uid = "p" + std::to_string(id) +
+                      (phase > 0 ? "." + std::to_string(phase) : std::string()) + "-" +
+                      std::to_string((*next_uid)++);
+    messages->Add()->set_payload(MakePayload(uid, 16 + rng() % 200, rng()));
+    e.add_uids(uid);
+  }
+  return e;
+}
+
 // A lease this worker holds, or gave up.
 struct Held {
   std::string queue, receipt, uid;
@@ -179,18 +198,7 @@ class Worker {
   void Produce() {
     v1::EnqueueRequest req;
     req.set_queue(kQueue);
-    Event e;
-    e.set_type("enqueue");
-    e.set_worker(id_);
-    e.set_queue(kQueue);
-    int n = 1 + static_cast<int>(rng_() % 4);
-    for (int i = 0; i < n; ++i) {
-      std::string uid = "p" + std::to_string(id_) +
-                        (phase_ > 0 ? "." + std::to_string(phase_) : std::string()) + "-" +
-                        std::to_string(next_uid_++);
-      req.add_messages()->set_payload(MakePayload(uid, 16 + rng_() % 200, rng_()));
-      e.add_uids(uid);
-    }
+    Event e = NewMessages(id_, phase_, &next_uid_, rng_, req.mutable_messages());
     v1::EnqueueResponse resp;
     grpc::ClientContext ctx;
     Deadline(&ctx, 3000);
@@ -443,19 +451,8 @@ class StreamProducer {
         v1::PublishRequest req;
         if (sequence == 0) req.set_queue(kQueue);
         req.set_sequence(++sequence);
-        Event e;
-        e.set_type("enqueue");
-        e.set_worker(id_);
-        e.set_queue(kQueue);
+        Event e = NewMessages(id_, phase_, &next_uid_, rng_, req.mutable_messages());
         e.set_detail("publish");
-        int n = 1 + static_cast<int>(rng_() % 4);
-        for (int i = 0; i < n; ++i) {
-          std::string uid = "p" + std::to_string(id_) +
-                            (phase_ > 0 ? "." + std::to_string(phase_) : std::string()) + "-" +
-                            std::to_string(next_uid_++);
-          req.add_messages()->set_payload(MakePayload(uid, 16 + rng_() % 200, rng_()));
-          e.add_uids(uid);
-        }
         e.set_invoke_us(NowUs());
         pending.emplace_back(sequence, std::move(e));
         if (!rw->Write(req)) broken = true;
