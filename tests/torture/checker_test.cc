@@ -361,6 +361,30 @@ TEST(CheckerTest, S9DeadLetteringTooEarly) {
   EXPECT_EQ(right.Rules(), Rules{});
 }
 
+TEST(CheckerTest, S9AllowsADeliveryMadeUnseenAfterAStreamReleasedTheMessage) {
+  // Delivery 2 is pushed on stream 1, whose end released it (a nack of unknown outcome, sent
+  // at 1250). Another stream took it (delivery 3) and ended before the push reached its
+  // client: all that stream left is an unknown lease over its life. Then it is dead-lettered.
+  HistoryBuilder h;
+  h.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .Pushed(1, 1100, 1110, 1000, 60'000, {{"a", 2}})
+      .UnknownLease(1200, 1300)
+      .Use("nack", 1250, 1260, {"a", 2}, "")
+      .StreamEnd(1, 1250, 1260)
+      .Lease(1400, 1401, 1000, {{"a", 1}}, kDlq);
+  EXPECT_EQ(h.Rules(), Rules{});
+  // Without the other stream, nothing could have made delivery 3.
+  HistoryBuilder alone;
+  alone.Enqueue("a", 0)
+      .Lease(10, 11, 1000, {{"a", 1}})
+      .Pushed(1, 1100, 1110, 1000, 60'000, {{"a", 2}})
+      .Use("nack", 1250, 1260, {"a", 2}, "")
+      .StreamEnd(1, 1250, 1260)
+      .Lease(1400, 1401, 1000, {{"a", 1}}, kDlq);
+  EXPECT_EQ(alone.Rules(), Rules{"S9"});
+}
+
 TEST(CheckerTest, S9LastDeliveryUnackedMustReachTheDeadLetterQueue) {
   HistoryBuilder h;
   h.Enqueue("a", 0)
