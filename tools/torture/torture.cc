@@ -163,6 +163,17 @@ Event NewMessages(int id, int phase, uint64_t* next_uid, std::mt19937_64& rng,
   return e;
 }
 
+// Records m as a delivery of e; returns its uid unless its payload is damaged.
+std::optional<std::string> AddDelivery(const v1::LeasedMessage& m, Event* e) {
+  Delivery* d = e->add_deliveries();
+  std::optional<std::string> uid = ParsePayload(m.payload());
+  d->set_uid(uid.value_or(""));
+  d->set_intact(uid.has_value());
+  d->set_message_id(m.message_id());
+  d->set_delivery_count(m.delivery_count());
+  return uid;
+}
+
 // A lease this worker holds, or gave up.
 struct Held {
   std::string queue, receipt, uid;
@@ -232,12 +243,7 @@ class Worker {
     Observe(s);
     std::vector<Held> held;
     for (const v1::LeasedMessage& m : resp.messages()) {
-      Delivery* d = e.add_deliveries();
-      std::optional<std::string> uid = ParsePayload(m.payload());
-      d->set_uid(uid.value_or(""));
-      d->set_intact(uid.has_value());
-      d->set_message_id(m.message_id());
-      d->set_delivery_count(m.delivery_count());
+      std::optional<std::string> uid = AddDelivery(m, &e);
       if (uid) held.push_back({queue, m.receipt(), *uid, m.delivery_count(), t});
     }
     history_->Record(std::move(e));
@@ -558,12 +564,7 @@ class StreamConsumer {
       e.set_max_lease_ms(max_lease_ms);
       SetCall(&e, grpc::Status::OK, open);
       for (const v1::LeasedMessage& m : r.messages()) {
-        Delivery* d = e.add_deliveries();
-        std::optional<std::string> uid = ParsePayload(m.payload());
-        d->set_uid(uid.value_or(""));
-        d->set_intact(uid.has_value());
-        d->set_message_id(m.message_id());
-        d->set_delivery_count(m.delivery_count());
+        std::optional<std::string> uid = AddDelivery(m, &e);
         if (!uid) continue;
         int x = static_cast<int>(rng_() % 100);
         Action a = x < 55 ? kAck : x < 65 ? kNack : x < 75 ? kAck : x < 80 ? kUnaryAck : kKeep;
