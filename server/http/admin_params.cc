@@ -109,7 +109,8 @@ absl::StatusOr<RedriveParams> ParseRedriveBody(std::string_view body) {
       }
       p.max = static_cast<uint64_t>(v);
     } else {
-      return absl::InvalidArgumentError(Cat(name, ": unknown field (known: to, max)"));
+      return absl::InvalidArgumentError(
+          Cat("\"", name, "\": unknown field (known: to, max)"));  // quoted: it may be ""
     }
   }
   return p;
@@ -120,7 +121,7 @@ absl::Status ParseEmptyBody(std::string_view body) {
   if (!object.ok()) return object.status();
   if (!object->fields().empty()) {
     return absl::InvalidArgumentError(
-        Cat(object->fields().begin()->first, ": unknown field (this call takes none)"));
+        Cat("\"", object->fields().begin()->first, "\": unknown field (this call takes none)"));
   }
   return absl::OkStatus();
 }
