@@ -3,7 +3,7 @@
 #   tools/dev.sh run  [spoold flags]  install what is missing, build, run spoold on ./spool-data
 #   tools/dev.sh test [ctest flags]   install what is missing, build, run every test; then the
 #                                     unit, storage and integration tests built with ASan and
-#                                     UBSan, and each libFuzzer target for 60 s
+#                                     UBSan, and each libFuzzer target for 40 s
 # and the pieces they are made of: tools/dev.sh setup | build. Also:
 #   tools/dev.sh sanitize             the whole suite built with ASan and UBSan (build-asan/)
 #   tools/dev.sh fuzz [SECONDS]       each libFuzzer target for SECONDS (60) on a copy of its
@@ -133,8 +133,8 @@ case "${1:-}" in
       torture_checker_test
     ctest --test-dir build-asan --output-on-failure -j "$(nproc)" -L "unit|storage|integration" \
       -E "simulation"
-    echo "dev.sh: fuzzing, 60 s per target"
-    fuzz_all 60
+    echo "dev.sh: fuzzing, 40 s per target"
+    fuzz_all 40
     ;;
   sanitize)
     shift
