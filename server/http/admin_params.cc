@@ -90,6 +90,11 @@ absl::StatusOr<PeekParams> ParsePeekParams(const Query& query) {
   return p;
 }
 
+namespace {
+// A field the caller sent, as an error names it: an empty name is shown as "".
+std::string FieldName(const std::string& name) { return name.empty() ? "\"\"" : name; }
+}  // namespace
+
 absl::StatusOr<RedriveParams> ParseRedriveBody(std::string_view body) {
   auto object = JsonObject(body);
   if (!object.ok()) return object.status();
@@ -109,8 +114,7 @@ absl::StatusOr<RedriveParams> ParseRedriveBody(std::string_view body) {
       }
       p.max = static_cast<uint64_t>(v);
     } else {
-      return absl::InvalidArgumentError(
-          Cat("\"", name, "\": unknown field (known: to, max)"));  // quoted: it may be ""
+      return absl::InvalidArgumentError(Cat(FieldName(name), ": unknown field (known: to, max)"));
     }
   }
   return p;
@@ -121,7 +125,7 @@ absl::Status ParseEmptyBody(std::string_view body) {
   if (!object.ok()) return object.status();
   if (!object->fields().empty()) {
     return absl::InvalidArgumentError(
-        Cat("\"", object->fields().begin()->first, "\": unknown field (this call takes none)"));
+        Cat(FieldName(object->fields().begin()->first), ": unknown field (this call takes none)"));
   }
   return absl::OkStatus();
 }
