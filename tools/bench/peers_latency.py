@@ -198,12 +198,6 @@ def consumer(system, where, count, received, until, results):
     results.put(seen)
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def harness(system, where, server_pid, args):
     ctx = multiprocessing.get_context("spawn")  # gRPC's Python library must not be forked
     count = int(args.rate * args.seconds)
@@ -217,7 +211,7 @@ def harness(system, where, server_pid, args):
         c.start()
     send = ctx.Process(target=sender, args=(system, where, args.rate, count, args.payload_bytes,
                                             start))
-    cpu = cpu_seconds(server_pid)
+    cpu = peers.cpu_seconds(server_pid)
     send.start()
     send.join(timeout=args.seconds + 60)
     seen = []
@@ -225,7 +219,7 @@ def harness(system, where, server_pid, args):
         seen.extend(results.get(timeout=90))
     for c in consumers:
         c.join()
-    cpu = cpu_seconds(server_pid) - cpu
+    cpu = peers.cpu_seconds(server_pid) - cpu
     if send.exitcode != 0 or len(seen) != count:
         raise RuntimeError(f"{system}: {len(seen)} of {count} messages received "
                            f"(sender exit {send.exitcode})")
