@@ -48,6 +48,11 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
       std::chrono::duration<double> took = std::chrono::steady_clock::now() - start_;
       metrics_->CountCall(method_, batch->GetSendStatus().error_code(), took.count());
     }
+    if (method_->received != nullptr &&
+        batch->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      method_->received->Increment();
+    }
     batch->Proceed();
   }
 
@@ -275,6 +280,11 @@ Metrics::Metrics(std::string version, std::string durability, int64_t max_queues
                         .Name("spool_rpc_duration_seconds")
                         .Help("gRPC call duration from start to status, by method.")
                         .Register(*registry_)),
+      stream_requests_(prometheus::BuildCounter()
+                           .Name("spool_stream_requests_total")
+                           .Help("Requests read on client-streaming calls (Publish, Subscribe), "
+                                 "by method.")
+                           .Register(*registry_)),
       commit_groups_(prometheus::BuildCounter()
                          .Name("spool_commit_groups_total")
                          .Help("Commit groups written: one atomic write (and fsync) each.")
@@ -303,6 +313,9 @@ Metrics::Metrics(std::string version, std::string durability, int64_t max_queues
       auto m = std::make_unique<Method>();
       m->name = name;
       m->duration = &rpc_duration_.Add({{"method", name}}, kRpcBuckets);
+      if (d->method(i)->client_streaming()) {
+        m->received = &stream_requests_.Add({{"method", name}});
+      }
       known_["/" + std::string(service) + "/" + d->method(i)->name()] = std::move(m);
     }
   }

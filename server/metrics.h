@@ -49,6 +49,9 @@ class Metrics {
   struct Method {
     std::string name;
     prometheus::Histogram* duration = nullptr;
+    // Client-streaming methods only: requests read on their streams (a Publish request carries
+    // up to 1000 messages, so this against messages shows how well clients batch).
+    prometheus::Counter* received = nullptr;
     std::array<std::atomic<prometheus::Counter*>, 17> by_code{};
   };
   Method* FindMethod(const char* path);
@@ -60,6 +63,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   prometheus::Family<prometheus::Counter>& rpc_requests_;
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
+  prometheus::Family<prometheus::Counter>& stream_requests_;
   prometheus::Counter& commit_groups_;
   prometheus::Histogram& commit_group_size_;
   prometheus::Histogram& commit_fsync_;

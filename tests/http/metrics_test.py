@@ -47,6 +47,7 @@ TYPES = {
     "spool_rpc_requests_total": "counter",
     **{h: "histogram" for h in HISTOGRAMS},
     "spool_commit_groups_total": "counter",
+    "spool_stream_requests_total": "counter",
     "spool_lease_waiters": "gauge",
     "spool_storage_bytes": "gauge",
     "spool_up": "gauge",
