@@ -33,8 +33,11 @@ def generate_stubs(out_dir):
 class Spoold:
     """One spoold process on data_dir; start() again after stop() or kill() reuses the data."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), listen="127.0.0.1:0"):
+        """listen: the gRPC address; a fixed port keeps it across restarts (clients that
+        reconnect), port 0 takes a free one at each start."""
         self.data_dir = data_dir
+        self.listen = listen
         self.extra_args = list(extra_args)
         self.proc = None
         self.grpc_port = self.http_port = None
@@ -46,7 +49,7 @@ class Spoold:
             os.remove(port_file)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "spoold"), "--listen", "127.0.0.1:0", "--http-listen",
+            [os.path.join(BIN, "spoold"), "--listen", self.listen, "--http-listen",
              "127.0.0.1:0", "--data-dir", self.data_dir, "--port-file", port_file,
              *self.extra_args],
             stdout=self.log, stderr=self.log)
@@ -100,6 +103,14 @@ class Spoold:
         from spool.v1 import queue_pb2_grpc
         channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
         return queue_pb2_grpc.QueueServiceStub(channel)
+
+
+def free_port():
+    """A loopback port free now (for a server that must keep its port across restarts)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def temp_spoold(extra_args=()):

@@ -19,8 +19,13 @@ from .v1 import queue_pb2_grpc as pb_grpc
 PemSource = Union[str, bytes, os.PathLike]
 
 # A gRPC message of up to 1000 payloads of 4 MiB at most each; spoold's own limit is 64 MiB.
+# Reconnects start at 100 ms and back off to 2 s at most (gRPC's defaults, 1 s to 120 s, would
+# leave a worker idle for minutes after a long spoold restart).
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
-                    ("grpc.max_send_message_length", 64 << 20)]
+                    ("grpc.max_send_message_length", 64 << 20),
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 2000)]
 
 
 def _read_pem(source: Optional[PemSource]) -> Optional[bytes]:
