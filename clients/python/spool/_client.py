@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -297,5 +297,3 @@ def outcome_name(outcome: int) -> str:
 def _receipts(messages: Sequence[Union[Message, str]]) -> List[str]:
     return [m.receipt if isinstance(m, Message) else m for m in messages]
 
-
-Callback = Callable[..., None]
