@@ -12,7 +12,8 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Unio
 import grpc
 
 from . import _errors
-from ._convert import Message, QueueInfo, Seconds, duration, entry, queue_config
+from ._convert import (Message, QueueInfo, Seconds, duration, enqueue_requests, entry,
+                       queue_config)
 from .v1 import queue_pb2 as pb
 from .v1 import queue_pb2_grpc as pb_grpc
 
@@ -205,16 +206,10 @@ class Queue:
                    dedup_ids: Optional[Sequence[Optional[str]]] = None) -> List[str]:
         """Enqueues many messages, 1000 to a request (each request atomic); returns their ids
         in order."""
-        items = list(payloads)
-        ids = list(dedup_ids) if dedup_ids is not None else [None] * len(items)
-        if len(ids) != len(items):
-            raise ValueError("dedup_ids: one per payload")
         out: List[str] = []
-        for start in range(0, len(items), 1000):
-            entries = [entry(p, attributes, delay, d or uuid.uuid4().hex)
-                       for p, d in zip(items[start:start + 1000], ids[start:start + 1000])]
-            r = self.client.call_retrying("Enqueue",
-                                          pb.EnqueueRequest(queue=self.name, messages=entries))
+        for request in enqueue_requests(self.name, list(payloads), attributes, delay,
+                                        dedup_ids):
+            r = self.client.call_retrying("Enqueue", request)
             out.extend(x.message_id for x in r.results)
         return out
 

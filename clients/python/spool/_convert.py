@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 from google.protobuf import duration_pb2
 
@@ -54,6 +55,31 @@ def entry(payload: Any, attributes: Optional[Mapping[str, str]], delay: Optional
     if delay is not None:
         e.delay.CopyFrom(duration(delay))
     return e
+
+
+def enqueue_requests(queue: str, payloads: Sequence[Any],
+                     attributes: Optional[Mapping[str, str]], delay: Optional[Seconds],
+                     dedup_ids: Optional[Sequence[Optional[str]]]) -> Iterator[pb.EnqueueRequest]:
+    """send_batch's EnqueueRequests, 1000 entries each; a dedup id is made up where none is
+    given, so that a request retried after UNAVAILABLE never enqueues twice."""
+    ids = list(dedup_ids) if dedup_ids is not None else [None] * len(payloads)
+    if len(ids) != len(payloads):
+        raise ValueError("dedup_ids: one per payload")
+    for start in range(0, len(payloads), 1000):
+        yield pb.EnqueueRequest(queue=queue, messages=[
+            entry(p, attributes, delay, d or uuid.uuid4().hex)
+            for p, d in zip(payloads[start:start + 1000], ids[start:start + 1000])])
+
+
+def subscribe_request(queue: str, max_outstanding: int, visibility_timeout: Optional[Seconds],
+                      max_lease_duration: Optional[Seconds]) -> pb.SubscribeRequest:
+    """A worker's first Subscribe request."""
+    r = pb.SubscribeRequest(queue=queue, max_outstanding=max_outstanding)
+    if visibility_timeout is not None:
+        r.visibility_timeout.CopyFrom(duration(visibility_timeout))
+    if max_lease_duration is not None:
+        r.max_lease_duration.CopyFrom(duration(max_lease_duration))
+    return r
 
 
 _DURATION_FIELDS = ("visibility_timeout", "retention", "delay", "dedup_window")

@@ -29,7 +29,7 @@ import grpc
 
 from . import _errors
 from ._client import Client, _backoff
-from ._convert import Message, Seconds, duration, seconds
+from ._convert import Message, Seconds, duration, seconds, subscribe_request
 from .v1 import queue_pb2 as pb
 
 log = logging.getLogger("spool.worker")
@@ -191,14 +191,6 @@ class Worker:
 
     # --- the stream ---
 
-    def _first_request(self) -> pb.SubscribeRequest:
-        r = pb.SubscribeRequest(queue=self.queue, max_outstanding=self.max_outstanding)
-        if self.visibility_timeout is not None:
-            r.visibility_timeout.CopyFrom(duration(self.visibility_timeout))
-        if self.max_lease_duration is not None:
-            r.max_lease_duration.CopyFrom(duration(self.max_lease_duration))
-        return r
-
     @staticmethod
     def _requests(first: pb.SubscribeRequest, outbox: "queue.Queue"):
         """The stream's requests: the first, then the settlements queued since the last one,
@@ -242,7 +234,9 @@ class Worker:
                     outbox: "queue.Queue" = queue.Queue()
                     self._outbox = outbox
                     self._call = call = self.client.stub.Subscribe(
-                        self._requests(self._first_request(), outbox),
+                        self._requests(subscribe_request(self.queue, self.max_outstanding,
+                                                     self.visibility_timeout,
+                                                     self.max_lease_duration), outbox),
                         metadata=self.client.metadata)
                 failure: Optional[_errors.SpoolError] = None
                 try:
@@ -400,8 +394,8 @@ def run_workers(*workers: Worker) -> None:
     worker that stops by itself (a fatal error such as an unknown queue) stops the rest and
     its error is raised. Signal handlers are installed only when called from the main
     thread."""
-    todo = list(workers) or list(_registered)
-    if not todo:
+    chosen = list(workers) or list(_registered)
+    if not chosen:
         raise ValueError("run_workers: no workers (decorate a handler with @spool.worker)")
     stop = threading.Event()
     previous = {}
@@ -409,20 +403,20 @@ def run_workers(*workers: Worker) -> None:
         for s in (signal.SIGTERM, signal.SIGINT):
             previous[s] = signal.signal(s, lambda *_: stop.set())
     try:
-        for w in todo:
+        for w in chosen:
             if not w._threads:
                 w.start()
         while not stop.wait(0.1):
-            if any(w.stopped for w in todo):
+            if any(w.stopped for w in chosen):
                 break
     finally:
-        stoppers = [threading.Thread(target=w.stop) for w in todo]
+        stoppers = [threading.Thread(target=w.stop) for w in chosen]
         for t in stoppers:
             t.start()
         for t in stoppers:
             t.join()
         for s, h in previous.items():
             signal.signal(s, h)
-    for w in todo:
+    for w in chosen:
         if w.error is not None:
             raise w.error

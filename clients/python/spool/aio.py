@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
@@ -24,7 +23,8 @@ import grpc.aio
 
 from . import _errors
 from ._client import _CHANNEL_OPTIONS, TLS, outcome_name
-from ._convert import Message, QueueInfo, Seconds, duration, entry, queue_config, seconds
+from ._convert import (Message, QueueInfo, Seconds, duration, enqueue_requests, queue_config,
+                       seconds, subscribe_request)
 from ._worker import _COUNTERS, _FATAL, Job, Retry
 from .v1 import queue_pb2 as pb
 from .v1 import queue_pb2_grpc as pb_grpc
@@ -131,16 +131,10 @@ class AsyncQueue:
                          attributes: Optional[Mapping[str, str]] = None,
                          delay: Optional[Seconds] = None,
                          dedup_ids: Optional[Sequence[Optional[str]]] = None) -> List[str]:
-        items = list(payloads)
-        ids = list(dedup_ids) if dedup_ids is not None else [None] * len(items)
-        if len(ids) != len(items):
-            raise ValueError("dedup_ids: one per payload")
         out: List[str] = []
-        for start in range(0, len(items), 1000):
-            entries = [entry(p, attributes, delay, d or uuid.uuid4().hex)
-                       for p, d in zip(items[start:start + 1000], ids[start:start + 1000])]
-            r = await self.client.call_retrying(
-                "Enqueue", pb.EnqueueRequest(queue=self.name, messages=entries))
+        for request in enqueue_requests(self.name, list(payloads), attributes, delay,
+                                        dedup_ids):
+            r = await self.client.call_retrying("Enqueue", request)
             out.extend(x.message_id for x in r.results)
         return out
 
@@ -243,14 +237,6 @@ class AsyncWorker:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _first_request(self) -> pb.SubscribeRequest:
-        r = pb.SubscribeRequest(queue=self.queue, max_outstanding=self.max_outstanding)
-        if self.visibility_timeout is not None:
-            r.visibility_timeout.CopyFrom(duration(self.visibility_timeout))
-        if self.max_lease_duration is not None:
-            r.max_lease_duration.CopyFrom(duration(self.max_lease_duration))
-        return r
-
     async def _stream_loop(self) -> None:
         attempt = 0
         while not self._stopping:
@@ -260,7 +246,9 @@ class AsyncWorker:
             self._call = call
             failure: Optional[_errors.SpoolError] = None
             try:
-                await call.write(self._first_request())
+                await call.write(subscribe_request(self.queue, self.max_outstanding,
+                                                   self.visibility_timeout,
+                                                   self.max_lease_duration))
                 while True:
                     r = await call.read()
                     if r is grpc.aio.EOF:
